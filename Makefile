@@ -1,0 +1,35 @@
+# The two commands a new user types: `make demo` and `make test`. Each builds .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: here 2.13.0 is a local CPU wheel; the range in pyproject would
+	# otherwise pull a multi-gigabyte CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rlmeta train experiments/maml_navigation2d.yaml --set iterations=15 --run-dir runs/demo
+	$(VENV)/bin/rlmeta evaluate runs/demo --tasks 20 --adapt-steps 3 --out runs/demo/eval
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Task-distribution environments, installed as the package `rlmeta_envs`."""

@@ -1,0 +1,5 @@
+"""rlmeta: distributed meta-reinforcement learning (MAML-RL and RL²) on Ray and PyTorch."""
+
+import rlmeta_envs as _envs  # noqa: F401  (registers the rlmeta/* task families with gymnasium)
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""The contract between an algorithm and whatever runs it (a local loop or Ray actors).
+
+An algorithm object is built the same way in every process from the experiment config. Rollout
+workers call `run_task` (sample a task, for MAML adapt and sample again); the learner calls
+`update` on the results of one meta-batch. Weights cross processes as a flat dict of CPU
+tensors, versioned by the caller. Nothing here knows about Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+import torch
+
+from rlmeta.rollout import Rollout
+
+Weights = dict[str, torch.Tensor]
+
+
+@dataclass
+class TaskSpec:
+    """One unit of work for a rollout worker: a task and the seed that makes its sampling exact."""
+
+    index: int  # position in the meta-batch; results are ordered by it
+    task: Any
+    seed: int
+
+
+@dataclass
+class TaskResult:
+    """Everything sampled on one task, as plain numpy data."""
+
+    index: int
+    task: Any
+    seed: int
+    weights_version: int
+    rollouts: list[Rollout]  # MAML: one per inner step, then the post-adaptation one; RL²: one
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. return/step_0 ... return/step_K
+    env_steps: int = 0
+
+
+class Algorithm(Protocol):
+    """What the training loop and the distributed runtime need from MAML or RL²."""
+
+    def get_weights(self) -> Weights:
+        """Current meta-parameters as CPU tensors (what the parameter server broadcasts)."""
+
+    def set_weights(self, weights: Weights) -> None:
+        """Load meta-parameters broadcast by the parameter server."""
+
+    def run_task(
+        self, envs: list[gym.Env], spec: TaskSpec, weights_version: int
+    ) -> TaskResult:
+        """Worker side: sample (and for MAML adapt) on one task with the current weights."""
+
+    def update(self, results: list[TaskResult]) -> dict[str, float]:
+        """Learner side: one meta-update from a meta-batch of task results; returns scalars to log."""
+
+    def evaluate_task(
+        self, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
+    ) -> dict[str, float]:
+        """Fast-adaptation evaluation on one task: MAML `return/step_k`, RL² `return/episode_i`."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, optimiser state and anything else resume needs: tensors and plain data only."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
