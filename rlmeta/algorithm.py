@@ -56,7 +56,7 @@ class Algorithm(Protocol):
         """Worker side: sample (and for MAML adapt) on one task with the current weights."""
 
     def update(self, results: list[TaskResult]) -> dict[str, float]:
-        """Learner side: one meta-update from a meta-batch of task results; returns scalars to log."""
+        """Learner side: one meta-update from a meta-batch of results; returns scalars to log."""
 
     def evaluate_task(
         self, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int

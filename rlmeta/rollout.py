@@ -29,7 +29,7 @@ class Actor(Protocol):
         prev_rewards: np.ndarray,
         prev_dones: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return (actions, log-probabilities) for every slot; feed-forward policies ignore prev_*."""
+        """(actions, log-probabilities) for every slot; feed-forward policies ignore prev_*."""
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Rollout:
     task: Any = None
     seed: int = 0
     weights_version: int = 0
-    successes: np.ndarray | None = None  # [N, episodes_per_sequence] info["success"], if the env reports it
+    successes: np.ndarray | None = None  # [N, episodes_per_sequence] info["success"], if any
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -75,7 +75,7 @@ class Rollout:
 
 
 class EnvStepError(RuntimeError):
-    """An environment raised or produced a non-finite value; names the env, the task and the step."""
+    """An env raised or produced a non-finite value; names the env, the task and the step."""
 
 
 def _check_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> None:
@@ -115,6 +115,8 @@ def sample_rollout(
     n_slots = min(len(envs), num_sequences)
     envs = envs[:n_slots]
     env_id = _env_id(envs[0])
+    if task is None and callable(getattr(envs[0].unwrapped, "get_task", None)):
+        task = task_protocol.get_task(envs[0])
     action_space = envs[0].action_space
     discrete = isinstance(action_space, gym.spaces.Discrete)
     act_shape: tuple[int, ...] = () if discrete else tuple(action_space.shape)

@@ -1,0 +1,128 @@
+"""The vector sampler: padding, episode bookkeeping, determinism and error reporting."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from rlmeta.rollout import EnvStepError, sample_rollout
+
+
+class CountingEnv(gym.Env):
+    """Observation is the step count; episode length is the task's `length`; reward = action."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, length: int = 3, fail_at: int | None = None, nan_at: int | None = None):
+        self.task = {"length": length}
+        self.fail_at = fail_at
+        self.nan_at = nan_at
+        self.t = 0
+
+    def sample_tasks(self, n, rng):
+        return [{"length": int(k)} for k in rng.integers(1, 5, n)]
+
+    def set_task(self, task):
+        self.task = task
+
+    def get_task(self):
+        return self.task
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([self.np_random.uniform()], dtype=np.float32), {}
+
+    def step(self, action):
+        if self.fail_at is not None and self.t == self.fail_at:
+            raise RuntimeError("simulator exploded")
+        self.t += 1
+        reward = float(np.asarray(action).sum())
+        if self.nan_at is not None and self.t > self.nan_at:
+            reward = float("nan")
+        done = self.t >= self.task["length"]
+        return np.array([self.t], dtype=np.float32), reward, False, done, {"success": self.t == 2}
+
+
+class ConstantActor:
+    """Acts with a constant per slot; records which slots started sequences and the inputs seen."""
+
+    def __init__(self, value: float = 1.0):
+        self.value = value
+        self.starts: list[list[int]] = []
+        self.prev_dones: list[np.ndarray] = []
+
+    def start_sequences(self, slots):
+        self.starts.append(list(slots))
+
+    def act(self, observations, prev_actions, prev_rewards, prev_dones):
+        self.prev_dones.append(prev_dones.copy())
+        n = len(observations)
+        return np.full((n, 1), self.value, np.float32), np.full(n, -0.5, np.float32)
+
+
+def _envs(n, **kwargs):
+    return [CountingEnv(**kwargs) for _ in range(n)]
+
+
+def test_shapes_padding_and_returns_for_more_sequences_than_envs():
+    rollout = sample_rollout(_envs(2, length=3), ConstantActor(0.5), num_sequences=5, seed=7)
+    assert rollout.observations.shape == (3, 5, 1)
+    assert rollout.actions.shape == (3, 5, 1)
+    assert rollout.num_steps == 15
+    np.testing.assert_allclose(rollout.episode_returns(), np.full((5, 1), 1.5))
+    assert rollout.dones[-1].all() and not rollout.dones[:-1].any()
+    np.testing.assert_array_equal(rollout.timesteps[:, 0], [0, 1, 2])
+    np.testing.assert_allclose(rollout.log_probs, -0.5)
+    np.testing.assert_allclose(rollout.successes, 1.0)
+
+
+def test_episodes_of_a_sequence_share_a_column_and_the_actor_state():
+    actor = ConstantActor()
+    rollout = sample_rollout(_envs(1, length=2), actor, num_sequences=2, episodes_per_sequence=3)
+    assert rollout.observations.shape[:2] == (6, 2)
+    np.testing.assert_array_equal(rollout.episode_index[:, 0], [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(rollout.dones[:, 1], [0, 1, 0, 1, 0, 1])
+    # One env, two sequences: the actor is told twice that a sequence starts, never at episode ends.
+    assert actor.starts == [[0], [0]]
+    # The done flag of the previous step reaches the actor (RL² reads it) ...
+    assert [float(d[0]) for d in actor.prev_dones[:6]] == [0, 0, 1, 0, 1, 0]
+    # ... and is cleared when a new sequence starts.
+    assert float(actor.prev_dones[6][0]) == 0.0
+    assert rollout.episode_returns().shape == (2, 3)
+
+
+def test_variable_lengths_are_padded_with_zero_mask():
+    envs = _envs(2)
+    envs[0].set_task({"length": 1})
+    envs[1].set_task({"length": 4})
+    rollout = sample_rollout(envs, ConstantActor(), num_sequences=2)
+    np.testing.assert_array_equal(rollout.mask[:, 0], [1, 0, 0, 0])
+    np.testing.assert_array_equal(rollout.mask[:, 1], [1, 1, 1, 1])
+    assert rollout.rewards[1:, 0].sum() == 0.0
+    np.testing.assert_allclose(rollout.episode_returns()[:, 0], [1.0, 4.0])
+
+
+def test_same_seed_same_rollout_different_seed_different():
+    first = sample_rollout(_envs(3), ConstantActor(), num_sequences=4, seed=11)
+    again = sample_rollout(_envs(3), ConstantActor(), num_sequences=4, seed=11)
+    other = sample_rollout(_envs(3), ConstantActor(), num_sequences=4, seed=12)
+    np.testing.assert_array_equal(first.observations, again.observations)
+    assert not np.array_equal(first.observations, other.observations)
+
+
+def test_env_exception_names_env_task_and_step():
+    with pytest.raises(EnvStepError, match=r"raised on task \{length=3\} at step 1.*exploded"):
+        sample_rollout(_envs(1, fail_at=1), ConstantActor(), num_sequences=1)
+
+
+def test_non_finite_reward_is_an_error_not_data():
+    with pytest.raises(EnvStepError, match="non-finite reward at step 1"):
+        sample_rollout(_envs(1, nan_at=1), ConstantActor(), num_sequences=1)
+
+
+def test_rejects_empty_request():
+    with pytest.raises(ValueError, match="num_sequences"):
+        sample_rollout(_envs(1), ConstantActor(), num_sequences=0)
