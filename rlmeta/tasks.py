@@ -7,12 +7,62 @@ picklable value (a dict of plain numbers). Nothing here assumes a particular fam
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 PROTOCOL_METHODS = ("sample_tasks", "set_task", "get_task")
+
+
+def make_task_env(env: str, **kwargs: Any) -> gym.Env:
+    """Build a task environment from a gymnasium id or `module:Class`, checked for the protocol.
+
+    A class is constructed with `kwargs`; an id goes through `gymnasium.make` without the passive
+    env checker, which costs time on every step (tests run `check_env` instead).
+    """
+    if not isinstance(env, str) or not env:
+        raise ValueError(f"env must be a gymnasium id or 'module:Class', got {env!r}")
+    instance = _make_from_class(env, kwargs) if ":" in env else _make_from_id(env, kwargs)
+    try:
+        task_env(instance)
+    except TypeError as error:
+        instance.close()
+        raise ValueError(f"env {env!r}: {error}") from None
+    return instance
+
+
+def _make_from_id(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+    if env_id not in gym.registry:
+        known = sorted(i for i in gym.registry if i.startswith("rlmeta/"))
+        raise ValueError(
+            f"unknown env id {env_id!r}; expected a registered gymnasium id (rlmeta families: "
+            f"{', '.join(known)}) or 'module:Class'"
+        )
+    try:
+        return gym.make(env_id, disable_env_checker=True, **kwargs)
+    except TypeError as error:
+        raise ValueError(f"env {env_id!r} rejected its kwargs {kwargs!r}: {error}") from None
+
+
+def _make_from_class(path: str, kwargs: dict[str, Any]) -> gym.Env:
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"env {path!r} must be 'module:Class' with both parts non-empty")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"env {path!r}: cannot import module {module_name!r} ({error})") from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type) or not issubclass(cls, gym.Env):
+        raise ValueError(
+            f"env {path!r}: module {module_name!r} has no gymnasium.Env subclass {class_name!r}"
+        )
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"env {path!r} rejected its kwargs {kwargs!r}: {error}") from None
 
 
 def task_env(env: gym.Env) -> Any:
@@ -40,6 +90,7 @@ def set_task(env: gym.Env, task: Any) -> None:
 
 
 def get_task(env: gym.Env) -> Any:
+    """The current task of `env` (through any wrappers)."""
     return task_env(env).get_task()
 
 
@@ -52,7 +103,11 @@ def describe_task(task: Any) -> str:
             if array.size > 4:
                 text = f"<{array.dtype}{list(array.shape)}>"
             elif array.dtype.kind == "f":
-                text = np.array2string(array, precision=3, separator=",") if array.ndim else f"{float(array):.3f}"
+                text = (
+                    np.array2string(array, precision=3, separator=",")
+                    if array.ndim
+                    else f"{float(array):.3f}"
+                )
             else:
                 text = str(value)
             parts.append(f"{key}={text}")
