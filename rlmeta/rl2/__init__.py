@@ -1,0 +1,19 @@
+"""RL² (Duan et al. 2016): a recurrent policy trained with PPO over multi-episode trials."""
+
+from rlmeta.rl2.actor import RecurrentActor
+from rlmeta.rl2.algorithm import RL2Algorithm, trial_metrics
+from rlmeta.rl2.policy import RecurrentPolicy, sample_actions
+from rlmeta.rl2.ppo import PPOLoss, ppo_loss
+from rlmeta.rl2.trials import TrialBatch, collate_trials
+
+__all__ = [
+    "PPOLoss",
+    "RL2Algorithm",
+    "RecurrentActor",
+    "RecurrentPolicy",
+    "TrialBatch",
+    "collate_trials",
+    "ppo_loss",
+    "sample_actions",
+    "trial_metrics",
+]

@@ -1,0 +1,269 @@
+"""RL² (Duan et al. 2016): a GRU policy trained with PPO over multi-episode trials.
+
+A worker samples `trials_per_task` trials of `episodes_per_trial` episodes on one task; the hidden
+state carries across the episodes of a trial, so adaptation happens in the state, not in the
+weights. The learner recomputes every trial from its recorded initial state, computes GAE over
+the whole trial (episode ends inside a trial are not dones), and takes PPO steps on minibatches
+of whole trials, in the shape of CleanRL's `ppo_atari_lstm.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlmeta.algorithm import TaskResult, TaskSpec, Weights
+from rlmeta.config import ExperimentConfig, RL2Config
+from rlmeta.device import resolve_device
+from rlmeta.returns import gae
+from rlmeta.rl2.actor import RecurrentActor
+from rlmeta.rl2.policy import RecurrentPolicy
+from rlmeta.rl2.ppo import normalize_advantages, ppo_loss
+from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
+from rlmeta.rollout import Rollout, sample_rollout
+from rlmeta.tasks import set_task
+
+
+def _check_settings(settings: RL2Config) -> None:
+    positive_ints = ("meta_batch_size", "trials_per_task", "episodes_per_trial", "hidden_size",
+                     "epochs", "minibatches")
+    for name in positive_ints:
+        value = getattr(settings, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"rl2.{name} must be an int >= 1, got {value!r}")
+    for name in ("gamma", "gae_lambda"):
+        value = getattr(settings, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"rl2.{name} must be in [0, 1], got {value!r}")
+    for name in ("lr", "clip", "max_grad_norm"):
+        value = getattr(settings, name)
+        if not value > 0.0:
+            raise ValueError(f"rl2.{name} must be > 0, got {value!r}")
+    for name in ("value_coef", "entropy_coef"):
+        value = getattr(settings, name)
+        if not value >= 0.0:
+            raise ValueError(f"rl2.{name} must be >= 0, got {value!r}")
+
+
+def trial_metrics(
+    episode_returns: np.ndarray, successes: np.ndarray | None = None
+) -> dict[str, float]:
+    """`return/trial` and `return/episode_i` (and `success/episode_i`), means over trials.
+
+    `episode_returns` and `successes` are `[trials, episodes_per_trial]`.
+    """
+    metrics = {"return/trial": float(episode_returns.sum(axis=1).mean())}
+    for i in range(episode_returns.shape[1]):
+        metrics[f"return/episode_{i}"] = float(episode_returns[:, i].mean())
+    if successes is not None:
+        for i in range(successes.shape[1]):
+            metrics[f"success/episode_{i}"] = float(successes[:, i].mean())
+    return metrics
+
+
+class RL2Algorithm:
+    """RL² with PPO; implements `rlmeta.algorithm.Algorithm`."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: str = "cpu",
+    ) -> None:
+        _check_settings(config.rl2)
+        self.config = config
+        self.settings = config.rl2
+        self.device = torch.device(resolve_device(device))
+        # Initial weights come from the global torch RNG, which `rlmeta.build.build_algorithm`
+        # seeds (forked) so every process building from the same config gets the same weights.
+        self.policy = RecurrentPolicy(
+            observation_space,
+            action_space,
+            hidden_sizes=list(config.policy.hidden_sizes),
+            hidden_size=self.settings.hidden_size,
+            activation=config.policy.activation,
+            init_log_std=config.policy.init_log_std,
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.settings.lr, eps=1e-5)
+        # Minibatch order; saved in state_dict so a resumed run shuffles as the original would.
+        self.shuffle_generator = torch.Generator().manual_seed(config.seed)
+        self.updates = 0
+
+    # -- worker side -------------------------------------------------------------------------
+
+    def sample_trials(
+        self,
+        envs: list[gym.Env],
+        spec: TaskSpec,
+        weights_version: int,
+        num_trials: int | None = None,
+    ) -> Rollout:
+        """`num_trials` (default `trials_per_task`) trials on `spec.task`; exact given `spec.seed`.
+
+        Each trial's starting hidden state is stored in `rollout.extras["initial_state"]`.
+        """
+        if not envs:
+            raise ValueError("RL² sampling needs at least one env, got an empty list")
+        for env in envs:
+            set_task(env, spec.task)
+        actor = RecurrentActor(self.policy, torch.Generator().manual_seed(spec.seed))
+        rollout = sample_rollout(
+            envs,
+            actor,
+            num_sequences=num_trials or self.settings.trials_per_task,
+            episodes_per_sequence=self.settings.episodes_per_trial,
+            seed=spec.seed,
+            task=spec.task,
+            weights_version=weights_version,
+        )
+        rollout.extras[INITIAL_STATE_KEY] = actor.initial_states()
+        return rollout
+
+    def run_task(self, envs: list[gym.Env], spec: TaskSpec, weights_version: int) -> TaskResult:
+        """Sample `trials_per_task` trials on one task with the current weights."""
+        rollout = self.sample_trials(envs, spec, weights_version)
+        return TaskResult(
+            index=spec.index,
+            task=spec.task,
+            seed=spec.seed,
+            weights_version=weights_version,
+            rollouts=[rollout],
+            metrics=trial_metrics(rollout.episode_returns(), rollout.successes),
+            env_steps=rollout.num_steps,
+        )
+
+    def evaluate_task(
+        self, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
+    ) -> dict[str, float]:
+        """Returns per episode of a trial, `return/episode_0..n-1` and `return/trial`.
+
+        RL² adapts in its hidden state, not by gradient steps, so `adapt_steps` is ignored: a
+        trial always has the trained `episodes_per_trial` episodes. Means over `trials_per_task`
+        trials; `success/episode_i` too when the env reports `info["success"]`.
+        """
+        del adapt_steps
+        rollout = self.sample_trials(envs, spec, weights_version=self.updates)
+        return trial_metrics(rollout.episode_returns(), rollout.successes)
+
+    # -- learner side ------------------------------------------------------------------------
+
+    def _evaluate_batch(self, batch: TrialBatch) -> tuple[Any, torch.Tensor]:
+        distribution, values, _ = self.policy(
+            batch.observations,
+            batch.prev_actions,
+            batch.prev_rewards,
+            batch.prev_dones,
+            batch.initial_states,
+        )
+        return distribution, values
+
+    def update(self, results: list[TaskResult]) -> dict[str, float]:
+        """PPO epochs over minibatches of whole trials; returns losses and trial returns."""
+        settings = self.settings
+        batch = collate_trials(results, self.device)
+        with torch.no_grad():
+            _, values = self._evaluate_batch(batch)
+            advantages = gae(
+                batch.rewards,
+                values,
+                batch.trial_dones,
+                batch.mask,
+                settings.gamma,
+                settings.gae_lambda,
+            )
+            returns = (advantages + values) * batch.mask
+
+        n_minibatches = min(settings.minibatches, batch.num_trials)
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(settings.epochs):
+            order = torch.randperm(batch.num_trials, generator=self.shuffle_generator)
+            for trials in order.chunk(n_minibatches):
+                trials = trials.to(self.device)
+                minibatch = batch.select(trials)
+                distribution, new_values = self._evaluate_batch(minibatch)
+                loss = ppo_loss(
+                    distribution,
+                    new_values,
+                    minibatch.actions,
+                    minibatch.old_log_probs,
+                    normalize_advantages(advantages[:, trials], minibatch.mask),
+                    returns[:, trials],
+                    minibatch.mask,
+                    clip=settings.clip,
+                    value_coef=settings.value_coef,
+                    entropy_coef=settings.entropy_coef,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.total.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.policy.parameters(), settings.max_grad_norm
+                )
+                self.optimizer.step()
+                for name, value in (
+                    ("loss/policy", loss.policy),
+                    ("loss/value", loss.value),
+                    ("entropy", loss.entropy),
+                    ("approx_kl", loss.approx_kl),
+                    ("clip_fraction", loss.clip_fraction),
+                    ("grad_norm", grad_norm),
+                ):
+                    sums[name] = sums.get(name, 0.0) + float(value)
+                steps += 1
+        self.updates += 1
+
+        metrics = {name: total / steps for name, total in sums.items()}
+        metrics["explained_variance"] = _explained_variance(values, returns, batch.mask)
+        episode_returns = np.concatenate([r.rollouts[0].episode_returns() for r in results])
+        metrics.update(trial_metrics(episode_returns))
+        metrics["env_steps"] = float(sum(r.rollouts[0].num_steps for r in results))
+        return metrics
+
+    # -- weights and checkpoints -------------------------------------------------------------
+
+    def get_weights(self) -> Weights:
+        """Policy parameters as CPU tensors, keyed by parameter name."""
+        return {name: t.detach().cpu().clone() for name, t in self.policy.state_dict().items()}
+
+    def set_weights(self, weights: Weights) -> None:
+        """Load policy parameters (from `get_weights` of an identically configured RL2Algorithm)."""
+        expected = set(self.policy.state_dict())
+        if set(weights) != expected:
+            missing = sorted(expected - set(weights))
+            unexpected = sorted(set(weights) - expected)
+            raise ValueError(
+                f"RL² weights do not match the policy: missing {missing}, unexpected {unexpected}"
+            )
+        self.policy.load_state_dict(weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, Adam state, update count and shuffle RNG: tensors and plain data only."""
+        return {
+            "weights": self.get_weights(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "shuffle_generator": self.shuffle_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = {"weights", "optimizer", "updates", "shuffle_generator"} - set(state)
+        if missing:
+            raise ValueError(f"RL² state_dict is missing keys {sorted(missing)}")
+        self.set_weights(state["weights"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+        self.shuffle_generator.set_state(state["shuffle_generator"])
+
+
+def _explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var[R - V] / Var[R] over real steps: how much of the return the value head predicts."""
+    real = mask > 0
+    target = returns[real]
+    variance = target.var(unbiased=False)
+    if variance <= 0:
+        return float("nan")
+    return float(1.0 - (target - values[real]).var(unbiased=False) / variance)

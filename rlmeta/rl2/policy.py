@@ -1,0 +1,165 @@
+"""The RL² network: a GRU over (observation, previous action, previous reward, previous done).
+
+Duan et al. 2016, §2.2: the policy's input at step t of a trial is (s_t, a_{t-1}, r_{t-1}, d_{t-1})
+and its hidden state is *not* reset between the episodes of a trial, so what it has learned about
+the task so far lives in the state. Inputs are time-major `[T, B, ...]`; one call runs a whole
+trial (training) or a single step (sampling, `T = 1`).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def _check_space(name: str, space: gym.Space) -> None:
+    if isinstance(space, gym.spaces.Discrete):
+        return
+    if isinstance(space, gym.spaces.Box):
+        if name == "action_space" and len(space.shape) != 1:
+            raise ValueError(
+                f"RL² action_space must be a 1-D Box or Discrete, got shape {space.shape}"
+            )
+        return
+    raise ValueError(f"RL² {name} must be gymnasium Box or Discrete, got {type(space).__name__}")
+
+
+def _space_width(space: gym.Space) -> int:
+    """Width of a space's encoding: one-hot size for Discrete, flattened size for Box."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    return int(np.prod(space.shape))
+
+
+class RecurrentPolicy(nn.Module):
+    """GRU policy and value function for RL² with a categorical or Gaussian action head."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: list[int],
+        hidden_size: int,
+        activation: str = "tanh",
+        init_log_std: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_space("observation_space", observation_space)
+        _check_space("action_space", action_space)
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"policy activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
+            )
+        if hidden_size < 1 or any(width < 1 for width in hidden_sizes):
+            raise ValueError(
+                f"RL² layer widths must be >= 1, got hidden_sizes={hidden_sizes}, "
+                f"hidden_size={hidden_size}"
+            )
+        self.discrete_observations = isinstance(observation_space, gym.spaces.Discrete)
+        self.discrete_actions = isinstance(action_space, gym.spaces.Discrete)
+        self.observation_width = _space_width(observation_space)
+        self.action_width = _space_width(action_space)
+        self.hidden_size = hidden_size
+
+        # Observation, previous action, previous reward, previous done.
+        width = self.observation_width + self.action_width + 2
+        layers: list[nn.Module] = []
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            width = size
+        self.encoder = nn.Sequential(*layers)
+        self.gru = nn.GRU(width, hidden_size)
+        self.action_head = nn.Linear(hidden_size, self.action_width)
+        self.value_head = nn.Linear(hidden_size, 1)
+        # A small action head starts the policy near uniform/zero-mean, so early trials explore.
+        nn.init.orthogonal_(self.action_head.weight, gain=0.01)
+        nn.init.zeros_(self.action_head.bias)
+        self.log_std = (
+            None
+            if self.discrete_actions
+            else nn.Parameter(torch.full((self.action_width,), float(init_log_std)))
+        )
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Hidden state at the start of a trial, `[batch_size, hidden_size]` (zeros).
+
+        The one place that decides how a trial starts: the actor records it per trial and the
+        learner recomputes the trial from the recorded value.
+        """
+        return torch.zeros(batch_size, self.hidden_size, device=device)
+
+    def _encode(
+        self,
+        observations: torch.Tensor,
+        prev_actions: torch.Tensor,
+        prev_rewards: torch.Tensor,
+        prev_dones: torch.Tensor,
+    ) -> torch.Tensor:
+        lead = prev_rewards.shape  # [T, B]
+        if self.discrete_observations:
+            obs = nn.functional.one_hot(observations.long().reshape(lead), self.observation_width)
+        else:
+            obs = observations.reshape(*lead, self.observation_width)
+        if self.discrete_actions:
+            # At a trial's first step the previous action is 0 and the previous done is 0: the
+            # done flag of 0 with a reward of 0 is what marks "no previous step", as in the paper.
+            act = nn.functional.one_hot(prev_actions.long().reshape(lead), self.action_width)
+        else:
+            act = prev_actions.reshape(*lead, self.action_width)
+        features = torch.cat(
+            [
+                obs.float(),
+                act.float(),
+                prev_rewards.float().unsqueeze(-1),
+                prev_dones.float().unsqueeze(-1),
+            ],
+            dim=-1,
+        )
+        return self.encoder(features)
+
+    def forward(
+        self,
+        observations: torch.Tensor,
+        prev_actions: torch.Tensor,
+        prev_rewards: torch.Tensor,
+        prev_dones: torch.Tensor,
+        state: torch.Tensor,
+    ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
+        """Run `T` steps from `state` ([B, H]); returns (action distribution over [T, B], values
+        [T, B], final state [B, H])."""
+        if prev_rewards.dim() != 2:
+            raise ValueError(
+                f"RL² policy inputs must be time-major [T, B], got rewards of shape "
+                f"{tuple(prev_rewards.shape)}"
+            )
+        features = self._encode(observations, prev_actions, prev_rewards, prev_dones)
+        outputs, final = self.gru(features, state.unsqueeze(0))
+        values = self.value_head(outputs).squeeze(-1)
+        head = self.action_head(outputs)
+        if self.discrete_actions:
+            distribution: Distribution = Categorical(logits=head)
+        else:
+            distribution = Independent(Normal(head, self.log_std.exp().expand_as(head)), 1)
+        return distribution, values, final.squeeze(0)
+
+
+def sample_actions(distribution: Distribution, generator: torch.Generator) -> torch.Tensor:
+    """Draw actions from a policy distribution with an explicit generator (exactly reproducible).
+
+    `torch.distributions` cannot take a generator, so the two head types are sampled here.
+    """
+    if isinstance(distribution, Categorical):
+        probs = distribution.probs.to(generator.device)
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    if isinstance(distribution, Independent) and isinstance(distribution.base_dist, Normal):
+        mean = distribution.base_dist.loc.to(generator.device)
+        std = distribution.base_dist.scale.to(generator.device)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device)
+        return mean + std * noise
+    raise TypeError(f"cannot sample {type(distribution).__name__}; expected Categorical or Normal")

@@ -1,0 +1,74 @@
+"""The PPO loss over whole RL² trials.
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms": the clipped surrogate (eq. 7)
+L^CLIP = E[min(ρ_t A_t, clip(ρ_t, 1-ε, 1+ε) A_t)], plus the value loss and entropy bonus of
+eq. 9, L = -L^CLIP + c_1 · ½(V(s_t) - R_t)² - c_2 · H[π(·|s_t)]. Expectations are means over real
+(unpadded) steps. ρ_t is taken against the behaviour log-probabilities recorded at sampling
+time, so data from a slightly older weights version is still corrected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.distributions import Distribution
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` over entries where `mask` is 1."""
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero-mean, unit-variance advantages over real steps (padding stays 0)."""
+    mean = masked_mean(advantages, mask)
+    variance = masked_mean((advantages - mean) ** 2, mask)
+    return (advantages - mean) / (variance.sqrt() + 1e-8) * mask
+
+
+@dataclass
+class PPOLoss:
+    """The total loss to minimise and its parts (parts detached, for logging)."""
+
+    total: torch.Tensor
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def ppo_loss(
+    distribution: Distribution,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    value_coef: float,
+    entropy_coef: float,
+) -> PPOLoss:
+    """PPO-clip loss (Schulman et al. 2017, eqs. 7 and 9) on time-major `[T, N]` steps."""
+    log_probs = distribution.log_prob(actions)
+    log_ratio = (log_probs - old_log_probs) * mask
+    ratio = log_ratio.exp()
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
+    policy_loss = -masked_mean(surrogate, mask)
+    value_loss = 0.5 * masked_mean((values - returns) ** 2, mask)
+    entropy = masked_mean(distribution.entropy(), mask)
+    total = policy_loss + value_coef * value_loss - entropy_coef * entropy
+    with torch.no_grad():
+        # The low-variance estimator of KL(old || new) (Schulman, "Approximating KL divergence").
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
+    return PPOLoss(
+        total=total,
+        policy=policy_loss.detach(),
+        value=value_loss.detach(),
+        entropy=entropy.detach(),
+        approx_kl=approx_kl,
+        clip_fraction=clip_fraction,
+    )
