@@ -1,0 +1,36 @@
+"""The newest published weights: a version number and a handle to them in the object store.
+
+The learner puts each version in the object store once; workers get the handle (an ObjectRef
+under Ray, anything in tests) and fetch it themselves only when its version is newer than theirs,
+so there is never one pickled copy per worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ParameterServer:
+    """Holds (version, handle) of the newest weights; versions only grow."""
+
+    def __init__(self) -> None:
+        self._version = -1
+        self._handle: Any = None
+
+    def publish(self, version: int, handle: Any) -> bool:
+        """Record a new version; an older or equal one is ignored (returns False)."""
+        if version <= self._version:
+            return False
+        self._version = version
+        self._handle = handle
+        return True
+
+    def latest(self) -> tuple[int, Any]:
+        """(version, handle) of the newest weights."""
+        if self._version < 0:
+            raise RuntimeError("no weights published yet; publish version 0 before sampling")
+        return self._version, self._handle
+
+    @property
+    def version(self) -> int:
+        return self._version

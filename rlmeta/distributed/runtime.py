@@ -1,0 +1,176 @@
+"""The interface the training loop drives, and the factory that picks local or Ray execution.
+
+`LocalRuntime` (config.workers == 0) samples and learns in one process with one algorithm
+object; `RayRuntime` spreads tasks over rollout worker actors and learns in a learner actor.
+Both apply the same rules, defined here once: results ordered by task index, results older than
+the staleness bound resampled, env errors raised or dropped as configured.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+
+from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
+from rlmeta.config import ExperimentConfig
+from rlmeta.distributed.errors import RolloutError, TaskFailure
+
+MODES = ("sync", "async")
+ON_ENV_ERROR = ("raise", "drop")
+TIMING_KEYS = (
+    "sampling_s",
+    "learner_s",
+    "waiting_s",
+    "broadcast_s",
+    "env_steps",
+    "dropped_tasks",
+    "restarted_workers",
+)
+
+_handle_ids = itertools.count()
+
+
+@dataclass
+class SampleHandle:
+    """A submitted meta-batch; pass it back to `collect`."""
+
+    specs: list[TaskSpec]
+    weights_version: int  # newest version when submitted
+    id: int = field(default_factory=lambda: next(_handle_ids))
+    pending: Any = None  # the runtime's own bookkeeping
+
+
+class Runtime(Protocol):
+    """Sampling, learning and weight broadcast as the training loop sees them."""
+
+    @property
+    def weights_version(self) -> int: ...
+
+    def submit(self, specs: list[TaskSpec]) -> SampleHandle:
+        """Start sampling these tasks with the newest published weights; returns at once."""
+
+    def collect(self, handle: SampleHandle) -> list[TaskResult]:
+        """Wait; results ordered by spec.index, dropped tasks left out (counted in timings)."""
+
+    def learn(self, results: list[TaskResult]) -> dict[str, float]:
+        """One algorithm.update, then publish version + 1; adds weights_version and staleness."""
+
+    def evaluate(
+        self, specs: list[TaskSpec], adapt_steps: int, weights: Weights | None = None
+    ) -> list[dict[str, float]]:
+        """algorithm.evaluate_task per spec, with the current weights or the given ones."""
+
+    def get_weights(self) -> Weights: ...
+
+    def state_dict(self) -> dict:
+        """{"algorithm": learner algorithm.state_dict(), "weights_version": v}."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the learner and republish its weights at the saved version."""
+
+    def timings(self) -> dict[str, float]:
+        """Seconds and counts accumulated since the last call (keys: TIMING_KEYS)."""
+
+    def shutdown(self) -> None: ...
+
+
+class Timings:
+    """Accumulates the numbers `Runtime.timings` reports, reset on each read."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, float] = defaultdict(float)
+
+    def add(self, key: str, amount: float) -> None:
+        if key not in TIMING_KEYS:
+            raise KeyError(f"unknown timing {key!r}; expected one of {', '.join(TIMING_KEYS)}")
+        self._values[key] += amount
+
+    def pop(self) -> dict[str, float]:
+        values = {key: float(self._values.get(key, 0.0)) for key in TIMING_KEYS}
+        self._values.clear()
+        return values
+
+
+def check_runtime_config(config: ExperimentConfig) -> None:
+    """Reject runtime settings the runtimes cannot honour, naming the field."""
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {config.mode!r}")
+    if config.on_env_error not in ON_ENV_ERROR:
+        raise ValueError(
+            f"on_env_error must be one of {', '.join(ON_ENV_ERROR)}, got {config.on_env_error!r}"
+        )
+    for name in ("workers", "max_staleness", "max_task_retries"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if config.envs_per_worker < 1:
+        raise ValueError(f"envs_per_worker must be >= 1, got {config.envs_per_worker}")
+
+
+def staleness_bound(config: ExperimentConfig) -> int:
+    """Versions a result may lag the current weights: 0 in sync mode, max_staleness in async."""
+    return 0 if config.mode == "sync" else config.max_staleness
+
+
+def check_specs(specs: list[TaskSpec]) -> None:
+    indices = [spec.index for spec in specs]
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"task spec indices must be unique, got {indices}")
+
+
+def is_stale(result: TaskResult, current_version: int, bound: int) -> bool:
+    return current_version - result.weights_version > bound
+
+
+def handle_failure(failure: TaskFailure, on_env_error: str, timings: Timings) -> None:
+    """Raise for `raise` (and for fatal failures); count the dropped task for `drop`."""
+    if failure.fatal or on_env_error == "raise":
+        raise RolloutError(failure.message)
+    timings.add("dropped_tasks", 1)
+
+
+def evaluation_metrics(outcome: dict[str, float] | TaskFailure) -> dict[str, float]:
+    """Evaluation has nothing to drop a task in favour of: an env error always stops it."""
+    if isinstance(outcome, TaskFailure):
+        raise RolloutError(outcome.message)
+    return outcome
+
+
+def order_results(results: dict[int, TaskResult]) -> list[TaskResult]:
+    return [results[index] for index in sorted(results)]
+
+
+def learn_metrics(
+    metrics: dict[str, float], results: list[TaskResult], version_at_update: int
+) -> dict[str, float]:
+    """Add the new weights version and the staleness of the meta-batch to update's metrics."""
+    staleness = max((version_at_update - r.weights_version for r in results), default=0)
+    return {
+        **metrics,
+        "weights_version": float(version_at_update + 1),
+        "staleness": float(staleness),
+    }
+
+
+def make_runtime(
+    config: ExperimentConfig,
+    algorithm_factory: Callable[[str], Algorithm],
+    env_factory: Callable[[], gym.Env],
+) -> Runtime:
+    """`LocalRuntime` when config.workers == 0, otherwise `RayRuntime`.
+
+    `algorithm_factory(device)` builds the algorithm; `env_factory()` builds one task env. Both
+    must be picklable (functools.partial of module-level functions) so Ray can ship them.
+    """
+    check_runtime_config(config)
+    if config.workers == 0:
+        from rlmeta.distributed.local import LocalRuntime
+
+        return LocalRuntime(config, algorithm_factory, env_factory)
+    from rlmeta.distributed.ray_runtime import RayRuntime
+
+    return RayRuntime(config, algorithm_factory, env_factory)

@@ -1,0 +1,165 @@
+"""A rollout worker: a batch of task envs, a CPU copy of the algorithm and a weights client.
+
+Plain class; `ray.remote` is applied where the runtime is wired (`rlmeta.distributed.ray_runtime`),
+and `LocalRuntime` calls the same `run_seeded` helper, so local and distributed sampling of one
+task give the same episodes.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlmeta import tasks as task_protocol
+from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
+from rlmeta.distributed.errors import TaskFailure
+from rlmeta.rollout import EnvStepError
+
+
+def _identity(handle: Any) -> Any:
+    return handle
+
+
+class WeightsClient:
+    """Loads broadcast weights into an algorithm, fetching only when the version grew.
+
+    `fetch` turns a handle into weights (`ray.get` under Ray); a handle for a version the client
+    already has, or an older one, is never fetched. Version `None` marks one-off weights (an
+    evaluation of a checkpoint): always loaded, and the next published version is fetched again.
+    """
+
+    def __init__(self, algorithm: Algorithm, fetch: Callable[[Any], Weights] = _identity) -> None:
+        self.algorithm = algorithm
+        self.fetch = fetch
+        self.version = -1
+        self.fetches = 0
+
+    def update(self, version: int | None, handle: Any) -> None:
+        if version is not None and version <= self.version:
+            return
+        self.algorithm.set_weights(self.fetch(handle))
+        self.version = -1 if version is None else version
+        self.fetches += 1
+
+
+def _env_name(env: gym.Env) -> str:
+    spec = getattr(env, "spec", None)
+    return spec.id if spec is not None else type(env.unwrapped).__name__
+
+
+def run_seeded(fn: Callable[[], Any], seed: int) -> Any:
+    """Call `fn` with torch's and numpy's global RNGs seeded by `seed`, then restore them.
+
+    Each task carries its own seed, so what it samples does not depend on which process ran it
+    or what ran there before; restoring keeps the learner's RNG stream independent of sampling
+    when both share a process (LocalRuntime).
+    """
+    numpy_state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            return fn()
+    finally:
+        np.random.set_state(numpy_state)
+
+
+def set_task_on(envs: list[gym.Env], spec: TaskSpec) -> None:
+    """Set the task on every env; a rejected task value is an `EnvStepError` naming both."""
+    for env in envs:
+        try:
+            task_protocol.set_task(env, spec.task)
+        except Exception as error:
+            raise EnvStepError(
+                f"env {_env_name(env)!r} rejected task {task_protocol.describe_task(spec.task)} "
+                f"(task index {spec.index}) at set_task: {type(error).__name__}: {error}"
+            ) from error
+
+
+def sample_task(
+    algorithm: Algorithm, envs: list[gym.Env], spec: TaskSpec, version: int
+) -> TaskResult | TaskFailure:
+    """Sample one task; an env error comes back as a `TaskFailure` carrying its message."""
+    try:
+        set_task_on(envs, spec)
+        return run_seeded(lambda: algorithm.run_task(envs, spec, version), spec.seed)
+    except EnvStepError as error:
+        return TaskFailure(spec.index, spec.seed, str(error))
+
+
+def evaluate_task(
+    algorithm: Algorithm, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
+) -> dict[str, float] | TaskFailure:
+    """Fast-adaptation evaluation of one task, seeded like sampling; env errors as failures."""
+    try:
+        set_task_on(envs, spec)
+        return run_seeded(lambda: algorithm.evaluate_task(envs, spec, adapt_steps), spec.seed)
+    except EnvStepError as error:
+        return TaskFailure(spec.index, spec.seed, str(error))
+
+
+def build_envs(env_factory: Callable[[], gym.Env], count: int) -> list[gym.Env]:
+    if count < 1:
+        raise ValueError(f"envs_per_worker must be >= 1, got {count}")
+    return [env_factory() for _ in range(count)]
+
+
+class RolloutWorker:
+    """Samples tasks with `envs_per_worker` envs stepped together and a CPU algorithm copy.
+
+    A worker whose envs cannot be built does not raise from its constructor (an actor that fails
+    there is restarted forever); it answers every task with a fatal `TaskFailure` saying why.
+    """
+
+    def __init__(
+        self,
+        algorithm_factory: Callable[[str], Algorithm],
+        env_factory: Callable[[], gym.Env],
+        envs_per_worker: int,
+        fetch: Callable[[Any], Weights] = _identity,
+    ) -> None:
+        # Workers share the machine with each other; one thread each avoids oversubscription.
+        torch.set_num_threads(1)
+        self.envs: list[gym.Env] = []
+        self.build_error: str | None = None
+        try:
+            self.envs = build_envs(env_factory, envs_per_worker)
+        except Exception as error:
+            last = traceback.extract_tb(error.__traceback__)[-1]
+            self.build_error = (
+                f"worker could not build its envs with {env_factory!r}: "
+                f"{type(error).__name__}: {error} (at {last.filename}:{last.lineno})"
+            )
+        self.algorithm = algorithm_factory("cpu")
+        self.weights = WeightsClient(self.algorithm, fetch)
+
+    def run(self, spec: TaskSpec, version: int, weights_handle: Any) -> TaskResult | TaskFailure:
+        """Sample `spec` with weights `version` (fetched through the handle if newer)."""
+        if self.build_error is not None:
+            return TaskFailure(spec.index, spec.seed, self.build_error, fatal=True)
+        self.weights.update(version, weights_handle)
+        return sample_task(self.algorithm, self.envs, spec, version)
+
+    def evaluate(
+        self, spec: TaskSpec, adapt_steps: int, version: int | None, weights_handle: Any
+    ) -> dict[str, float] | TaskFailure:
+        """`algorithm.evaluate_task` on `spec` with the given weights version (None: one-off)."""
+        if self.build_error is not None:
+            return TaskFailure(spec.index, spec.seed, self.build_error, fatal=True)
+        self.weights.update(version, weights_handle)
+        return evaluate_task(self.algorithm, self.envs, spec, adapt_steps)
+
+    def reset_weights(self) -> None:
+        """Forget the loaded version, so the next one published is fetched even if not newer
+        (after a checkpoint is restored at an earlier version)."""
+        self.weights.version = -1
+
+    def sync_weights(self, version: int, weights_handle: Any) -> int:
+        """Load a weights version ahead of any task (used to time a broadcast)."""
+        self.weights.update(version, weights_handle)
+        return self.weights.version
