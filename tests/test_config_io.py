@@ -1,0 +1,188 @@
+"""Config loading: YAML onto the dataclasses, overrides, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlmeta.config import ExperimentConfig
+from rlmeta.config_io import (
+    ConfigError,
+    all_keys,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+    save_config,
+)
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_maps_onto_dataclasses_and_keeps_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "algorithm: maml\niterations: 7\nmaml:\n  inner_lr: 0.05\n  max_kl: 1e-3\n"
+        "policy:\n  hidden_sizes: [64, 64]\nenv_kwargs: {arms: 5}\n",
+    )
+    config = load_config(path)
+    assert config.iterations == 7
+    assert config.maml.inner_lr == 0.05
+    # PyYAML reads 1e-3 as a string; a float field takes the number it means.
+    assert config.maml.max_kl == pytest.approx(1e-3)
+    assert config.policy.hidden_sizes == [64, 64]
+    assert config.env_kwargs == {"arms": 5}
+    assert config.maml.episodes_per_task == ExperimentConfig().maml.episodes_per_task
+
+
+def test_int_widens_to_float_but_bool_is_not_an_int() -> None:
+    assert config_from_dict({"maml": {"inner_lr": 1}}).maml.inner_lr == 1.0
+    assert isinstance(config_from_dict({"maml": {"inner_lr": 1}}).maml.inner_lr, float)
+    with pytest.raises(ConfigError, match=r"'iterations' must be an integer, got True"):
+        config_from_dict({"iterations": True})
+
+
+def test_overrides_set_dotted_keys_parsed_as_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, "iterations: 3\n")
+    config = load_config(
+        path,
+        [
+            "maml.inner_lr=0.05",
+            "policy.hidden_sizes=[8, 8]",
+            "env_kwargs.arms=10",
+            "address=null",
+            "mode=async",
+            "iterations=15",
+        ],
+    )
+    assert config.maml.inner_lr == 0.05
+    assert config.policy.hidden_sizes == [8, 8]
+    assert config.env_kwargs == {"arms": 10}
+    assert config.address is None
+    assert config.mode == "async"
+    assert config.iterations == 15
+
+
+def test_override_syntax_errors_are_clear() -> None:
+    with pytest.raises(ConfigError, match="must have the form key=value"):
+        parse_override("maml.inner_lr")
+    with pytest.raises(ConfigError, match="'iterations' is a value, not a section"):
+        apply_overrides({"iterations": 3}, ["iterations.x=1"])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"maml": {"inner_lrr": 0.1}}, "key 'maml.inner_lrr'; did you mean 'maml.inner_lr'?"),
+        ({"itrations": 3}, "unknown config key 'itrations'; did you mean 'iterations'?"),
+        ({"inner_lr": 0.1}, "unknown config key 'inner_lr'; did you mean 'maml.inner_lr'?"),
+        ({"maml": {"outer": "sgd"}}, "'maml.outer' must be one of trpo, ppo, reptile, got 'sgd'"),
+        ({"maml": {"estimator": "x"}}, "'maml.estimator' must be one of maml, dice"),
+        ({"algorithm": "ppo"}, "'algorithm' must be one of maml, rl2"),
+        ({"mode": "fast"}, "'mode' must be one of sync, async"),
+        ({"device": "tpu"}, "'device' must be one of auto, cpu, cuda"),
+        ({"on_env_error": "ignore"}, "'on_env_error' must be one of raise, drop"),
+        ({"iterations": 0}, "'iterations' must be > 0, got 0"),
+        ({"workers": -1}, "'workers' must be >= 0, got -1"),
+        ({"maml": {"meta_batch_size": 2.5}}, "'maml.meta_batch_size' must be an integer, got 2.5"),
+        ({"maml": {"gamma": 1.5}}, "'maml.gamma' must be > 0 and <= 1, got 1.5"),
+        ({"policy": {"hidden_sizes": [64, 0]}}, "every item of 'policy.hidden_sizes' must be > 0"),
+        ({"policy": {"hidden_sizes": 64}}, "'policy.hidden_sizes' must be a list of integers"),
+        ({"maml": 3}, "'maml' must be a section"),
+        ({"maml": {"eval_inner_lrs": []}}, "'maml.eval_inner_lrs' must be a non-empty list"),
+        ({"env_kwargs": [1]}, "'env_kwargs' must be a mapping"),
+        ({"address": 5}, "'address' must be a string or null, got 5"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_expected_form(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "maml: [1, 2\n"))
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_save_then_load_round_trips(tmp_path: Path) -> None:
+    config = config_from_dict({"algorithm": "rl2", "env_kwargs": {"arms": 5}, "address": "auto"})
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+    assert config_to_dict(config)["rl2"]["hidden_size"] == config.rl2.hidden_size
+
+
+def test_every_key_of_the_dataclasses_is_known() -> None:
+    keys = all_keys()
+    assert "maml.inner_lr" in keys and "rl2.hidden_size" in keys and "policy" in keys
+
+
+SHIPPED = sorted(EXPERIMENTS.glob("*.yaml"))
+
+
+def test_the_required_experiments_ship() -> None:
+    names = {path.stem for path in SHIPPED}
+    required = {
+        "maml_navigation2d",
+        "maml_halfcheetah_vel",
+        "maml_halfcheetah_dir",
+        "maml_ant_vel",
+        "maml_ant_dir",
+        "maml_metaworld_ml1_reach",
+        "rl2_bandit_k5_n10",
+        "rl2_bandit_k5_n100",
+        "rl2_tabular_mdp_n10",
+        "rl2_navigation2d",
+        "rl2_halfcheetah_vel",
+    }
+    assert required <= names, f"missing: {sorted(required - names)}"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_config_loads_and_validates(path: Path) -> None:
+    config = load_config(path)
+    assert config.algorithm in ("maml", "rl2")
+    assert config.env.startswith("rlmeta/")
+    # The env id must be a registered family (import registers them).
+    import gymnasium as gym
+
+    import rlmeta  # noqa: F401
+
+    assert config.env in gym.registry
+
+
+def test_navigation_config_has_the_paper_settings() -> None:
+    config = load_config(EXPERIMENTS / "maml_navigation2d.yaml")
+    assert (config.maml.meta_batch_size, config.maml.episodes_per_task) == (20, 20)
+    assert (config.maml.inner_steps, config.maml.inner_lr, config.maml.max_kl) == (1, 0.1, 0.01)
+    assert (config.policy.hidden_sizes, config.policy.activation) == ([100, 100], "relu")
+    assert config.maml.outer == "trpo"
+
+
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from rlmeta.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="'cuda' was requested but torch sees no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, got 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
