@@ -20,6 +20,8 @@ class PolicyConfig:
     """Hidden activation: relu or tanh."""
     init_log_std: float = 0.0
     """Initial log standard deviation of Gaussian policies (state-independent)."""
+    distribution: str = "auto"
+    """Action distribution: auto (from the action space), gaussian (Box) or categorical (Discrete)."""
 
 
 @dataclass
@@ -64,6 +66,8 @@ class MAMLConfig:
     """Learning rate of the PPO and Reptile outer loops (Reptile: the interpolation ε)."""
     eval_inner_lrs: list[float] = field(default_factory=lambda: [0.1, 0.05])
     """Step sizes at evaluation: first step, then the last value for every later step."""
+    normalize_advantages: bool = True
+    """Standardise advantages per rollout (mean 0, std 1 over real steps) in both loops."""
 
 
 @dataclass

@@ -1,0 +1,5 @@
+"""MAML-RL: differentiable inner loop, meta-gradient estimators and TRPO/PPO/Reptile outer loops."""
+
+from rlmeta.maml.algorithm import MAMLAlgorithm
+
+__all__ = ["MAMLAlgorithm"]

@@ -1,0 +1,385 @@
+"""MAML-RL (Finn et al. 2017) behind the `rlmeta.algorithm.Algorithm` contract.
+
+Worker side (`run_task`, `evaluate_task`): sample with θ, take inner steps locally, sample with
+θ'. Learner side (`update`): rebuild the inner loop differentiably from the stored episodes and
+take one outer step with TRPO, PPO (ProMP-style) or Reptile.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlmeta.algorithm import TaskResult, TaskSpec, Weights
+from rlmeta.config import ExperimentConfig, MAMLConfig
+from rlmeta.maml.batch import to_batch
+from rlmeta.maml.inner import StepSize, check_finite, inner_step
+from rlmeta.maml.meta import MetaOutput, TaskBatches, meta_objective
+from rlmeta.maml.objectives import ESTIMATORS
+from rlmeta.maml.trpo import (
+    backtracking_line_search,
+    conjugate_gradient,
+    flat,
+    hessian_vector_product,
+    unflat,
+)
+from rlmeta.policies import FeedForwardActor, Params, make_policy
+from rlmeta.rollout import Rollout, sample_rollout
+
+OUTERS = ("trpo", "ppo", "reptile")
+POLICY_PREFIX = "policy/"
+STEP_SIZE_PREFIX = "inner_lr/"
+_TRAIN, _EVAL = 0, 1
+
+
+def validate_maml_config(config: MAMLConfig) -> None:
+    """Raise a one-line error for a MAML setting that cannot work."""
+    if config.estimator not in ESTIMATORS:
+        raise ValueError(
+            f"maml.estimator {config.estimator!r} is not one of {', '.join(ESTIMATORS)}"
+        )
+    if config.outer not in OUTERS:
+        raise ValueError(f"maml.outer {config.outer!r} is not one of {', '.join(OUTERS)}")
+    for name in ("inner_steps", "episodes_per_task", "meta_batch_size", "cg_iters", "ppo_epochs",
+                 "ls_max_steps"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"maml.{name} must be >= 1, got {getattr(config, name)}")
+    if not config.eval_inner_lrs:
+        raise ValueError("maml.eval_inner_lrs is empty; expected at least one step size")
+    if config.learn_inner_lr and config.outer == "reptile":
+        raise ValueError(
+            "maml.learn_inner_lr needs a gradient-based outer loop; expected outer trpo or ppo "
+            "with Reptile's fixed step size"
+        )
+    if not 0 < config.ls_backtrack_ratio < 1:
+        raise ValueError(
+            f"maml.ls_backtrack_ratio must be in (0, 1), got {config.ls_backtrack_ratio}"
+        )
+
+
+def stage_seed(seed: int, purpose: int, stage: int) -> int:
+    """A distinct env-reset seed for each sampling stage of a task (a hash, so the seeds of
+    neighbouring task seeds do not overlap)."""
+    return int(np.random.SeedSequence([seed, purpose, stage]).generate_state(1)[0] % 2**31)
+
+
+def _stepped(old: list[Tensor], step: list[Tensor], fraction: float) -> list[Tensor]:
+    return [o - fraction * s for o, s in zip(old, step, strict=True)]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class MAMLAlgorithm:
+    """MAML-RL with a fixed or learned (Meta-SGD) inner step size and a TRPO/PPO/Reptile outer
+    loop. All learner math runs on `device`; sampling always runs on CPU."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: str = "cpu",
+    ):
+        validate_maml_config(config.maml)
+        self.config = config
+        self.maml = config.maml
+        self.device = resolve_device(device)
+        # Same initial weights in every process built from the same config.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.policy = make_policy(observation_space, action_space, config.policy)
+        self.policy.to(self.device)
+        self.step_sizes: dict[str, Tensor] = {}
+        if self.maml.learn_inner_lr:
+            self.step_sizes = {
+                name: torch.full_like(p, self.maml.inner_lr).requires_grad_(True)
+                for name, p in self.policy.named_parameters()
+            }
+        self.optimizer: torch.optim.Optimizer | None = None
+        if self.maml.outer == "ppo":
+            self.optimizer = torch.optim.Adam(
+                list(self._meta_parameters().values()), lr=self.maml.outer_lr
+            )
+        self.updates = 0
+        self.trpo_rejections = 0
+
+    # ----- parameters -------------------------------------------------------------------
+
+    def _meta_parameters(self) -> dict[str, Tensor]:
+        """Everything the outer loop optimises, by weight name (policy, then learned step sizes)."""
+        meta = {POLICY_PREFIX + n: p for n, p in self.policy.named_parameters()}
+        meta.update({STEP_SIZE_PREFIX + n: t for n, t in self.step_sizes.items()})
+        return meta
+
+    def _policy_params(self) -> Params:
+        return dict(self.policy.named_parameters())
+
+    def _step_size(self) -> StepSize:
+        return self.step_sizes if self.step_sizes else self.maml.inner_lr
+
+    def get_weights(self) -> Weights:
+        return {name: t.detach().cpu().clone() for name, t in self._meta_parameters().items()}
+
+    def set_weights(self, weights: Weights) -> None:
+        meta = self._meta_parameters()
+        if set(weights) != set(meta):
+            missing, extra = sorted(set(meta) - set(weights)), sorted(set(weights) - set(meta))
+            raise KeyError(
+                f"weights do not match this MAML policy: missing {missing}, unexpected {extra}"
+            )
+        for name, target in meta.items():
+            value = weights[name]
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"weight {name!r} has shape {tuple(value.shape)}; "
+                    f"expected {tuple(target.shape)}"
+                )
+            check_finite(f"weight {name!r}", value)
+        with torch.no_grad():
+            for name, target in meta.items():
+                target.copy_(weights[name])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.get_weights(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "updates": self.updates,
+            "trpo_rejections": self.trpo_rejections,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = {"weights", "optimizer", "updates", "trpo_rejections"} - set(state)
+        if missing:
+            raise KeyError(f"MAML state is missing {sorted(missing)}")
+        self.set_weights(state["weights"])
+        if self.optimizer is not None:
+            if state["optimizer"] is None:
+                raise ValueError("MAML state has no optimiser state; expected one for outer ppo")
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+        self.trpo_rejections = int(state["trpo_rejections"])
+
+    # ----- worker side ------------------------------------------------------------------
+
+    def _batch(self, rollout: Rollout, device: torch.device | str) -> Any:
+        return to_batch(
+            rollout, self.maml.gamma, self.maml.gae_lambda, self.maml.normalize_advantages,
+            device=device,
+        )
+
+    def _cpu_params_and_step_size(self) -> tuple[Params, StepSize]:
+        params = {n: p.detach().cpu() for n, p in self._policy_params().items()}
+        step: StepSize = (
+            {n: t.detach().cpu() for n, t in self.step_sizes.items()}
+            if self.step_sizes else self.maml.inner_lr
+        )
+        return params, step
+
+    def _sample_and_adapt(
+        self,
+        envs: list[gym.Env],
+        spec: TaskSpec,
+        weights_version: int,
+        step_sizes: list[StepSize],
+        purpose: int,
+    ) -> list[Rollout]:
+        """Sample with θ, step, sample again, ...: `len(step_sizes) + 1` rollouts."""
+        generator = torch.Generator().manual_seed(spec.seed)
+        params, _ = self._cpu_params_and_step_size()
+        rollouts = []
+        for stage in range(len(step_sizes) + 1):
+            actor = FeedForwardActor(self.policy, params, generator)
+            rollout = sample_rollout(
+                envs, actor, num_sequences=self.maml.episodes_per_task,
+                seed=stage_seed(spec.seed, purpose, stage), task=spec.task,
+                weights_version=weights_version,
+            )
+            rollouts.append(rollout)
+            if stage < len(step_sizes):
+                # First order suffices: the worker needs only the values of θ'.
+                with torch.enable_grad():
+                    params = inner_step(
+                        self.policy, params, self._batch(rollout, "cpu"), step_sizes[stage],
+                        self.maml.estimator, first_order=True, where=f" on task {spec.task!r}",
+                    )
+                params = {n: p.detach() for n, p in params.items()}
+        return rollouts
+
+    def run_task(self, envs: list[gym.Env], spec: TaskSpec, weights_version: int) -> TaskResult:
+        _, step = self._cpu_params_and_step_size()
+        rollouts = self._sample_and_adapt(
+            envs, spec, weights_version, [step] * self.maml.inner_steps, _TRAIN
+        )
+        return TaskResult(
+            index=spec.index, task=spec.task, seed=spec.seed, weights_version=weights_version,
+            rollouts=rollouts,
+            metrics={f"return/step_{k}": r.mean_return() for k, r in enumerate(rollouts)},
+            env_steps=sum(r.num_steps for r in rollouts),
+        )
+
+    def evaluate_task(
+        self, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
+    ) -> dict[str, float]:
+        if adapt_steps < 0:
+            raise ValueError(f"adapt_steps must be >= 0, got {adapt_steps}")
+        _, learned = self._cpu_params_and_step_size()
+        lrs = self.maml.eval_inner_lrs
+        steps: list[StepSize] = [
+            learned if self.step_sizes else lrs[min(k, len(lrs) - 1)] for k in range(adapt_steps)
+        ]
+        rollouts = self._sample_and_adapt(envs, spec, self.updates, steps, _EVAL)
+        metrics = {f"return/step_{k}": r.mean_return() for k, r in enumerate(rollouts)}
+        for k, rollout in enumerate(rollouts):
+            if rollout.successes is not None:
+                metrics[f"success/step_{k}"] = float(rollout.successes.max(axis=1).mean())
+        return metrics
+
+    # ----- learner side -----------------------------------------------------------------
+
+    def _task_batches(self, results: list[TaskResult]) -> list[TaskBatches]:
+        tasks = []
+        for result in results:
+            if len(result.rollouts) != self.maml.inner_steps + 1:
+                raise ValueError(
+                    f"task result {result.index} has {len(result.rollouts)} rollouts; expected "
+                    f"inner_steps + 1 = {self.maml.inner_steps + 1}"
+                )
+            batches = [self._batch(r, self.device) for r in result.rollouts]
+            tasks.append(TaskBatches(inner=batches[:-1], post=batches[-1]))
+        return tasks
+
+    def _objective(self, tasks: list[TaskBatches], first_order: bool, **kwargs: Any) -> MetaOutput:
+        return meta_objective(
+            self.policy, self._policy_params(), self._step_size(), tasks, self.maml.estimator,
+            first_order, **kwargs,
+        )
+
+    def update(self, results: list[TaskResult]) -> dict[str, float]:
+        if not results:
+            raise ValueError("update got no task results; expected a meta-batch of at least one")
+        results = sorted(results, key=lambda r: r.index)
+        tasks = self._task_batches(results)
+        metrics: dict[str, float] = {}
+        for k in range(self.maml.inner_steps + 1):
+            returns = [r.rollouts[k].mean_return() for r in results]
+            metrics[f"return/step_{k}"] = float(np.mean(returns))
+        metrics["entropy"] = self._entropy(tasks)
+        if self.maml.outer == "trpo":
+            metrics.update(self._trpo_update(tasks))
+        elif self.maml.outer == "ppo":
+            metrics.update(self._ppo_update(tasks))
+        else:
+            metrics.update(self._reptile_update(tasks))
+        self.updates += 1
+        return metrics
+
+    def _entropy(self, tasks: list[TaskBatches]) -> float:
+        with torch.no_grad():
+            values = []
+            for task in tasks:
+                batch = task.inner[0]
+                entropy = self.policy.distribution(batch.observations).entropy()
+                values.append((entropy * batch.mask).sum() / batch.mask.sum())
+            return float(torch.stack(values).mean())
+
+    def _assign(self, leaves: list[Tensor], values: list[Tensor]) -> None:
+        with torch.no_grad():
+            for leaf, value in zip(leaves, values, strict=True):
+                leaf.copy_(value)
+
+    def _trpo_update(self, tasks: list[TaskBatches]) -> dict[str, float]:
+        """One TRPO step on the meta-objective (Schulman et al. 2015, appendix C): natural
+        gradient by conjugate gradient on Fisher-vector products of the mean KL of the adapted
+        policies, scaled to the trust region, then a backtracking line search."""
+        cfg = self.maml
+        leaves = list(self._meta_parameters().values())
+        out = self._objective(tasks, cfg.first_order)
+        old_loss = float(out.loss.detach())
+        grads = flat(torch.autograd.grad(out.loss, leaves, retain_graph=True))
+        check_finite("meta-gradient", grads)
+        fisher_product = hessian_vector_product(out.kl, leaves, cfg.cg_damping)
+        direction = conjugate_gradient(fisher_product, grads, cfg.cg_iters)
+        curvature = float(direction @ fisher_product(direction))
+        check_finite("TRPO search direction", direction)
+        metrics = {"loss/surrogate": -old_loss, "trpo/grad_norm": float(grads.norm())}
+        old_values = [leaf.detach().clone() for leaf in leaves]
+        result = None
+        if curvature > 0 and math.isfinite(curvature):
+            # The largest step along `direction` whose quadratic KL model equals max_kl.
+            full_step = unflat(direction * math.sqrt(2.0 * cfg.max_kl / curvature), leaves)
+
+            def evaluate(fraction: float) -> tuple[float, float]:
+                self._assign(leaves, _stepped(old_values, full_step, fraction))
+                trial = self._objective(tasks, first_order=True, old=out.old)
+                return float(trial.loss.detach()), float(trial.kl.detach())
+
+            result = backtracking_line_search(
+                evaluate, old_loss, cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio
+            )
+        if result is not None and result.accepted:
+            self._assign(leaves, _stepped(old_values, full_step, result.fraction))
+            metrics.update({
+                "kl": result.kl, "trpo/accepted": 1.0, "trpo/rejected": 0.0,
+                "trpo/step_fraction": result.fraction,
+                "trpo/improvement": old_loss - result.loss,
+            })
+        else:
+            self._assign(leaves, old_values)
+            self.trpo_rejections += 1
+            metrics.update({"kl": 0.0, "trpo/accepted": 0.0, "trpo/rejected": 1.0,
+                            "trpo/step_fraction": 0.0, "trpo/improvement": 0.0})
+        metrics["trpo/rejections_total"] = float(self.trpo_rejections)
+        return metrics
+
+    def _ppo_update(self, tasks: list[TaskBatches]) -> dict[str, float]:
+        """ProMP-style outer loop (Rothfuss et al. 2019, eq. 18 without the inner KL penalty):
+        `ppo_epochs` Adam steps on the clipped surrogate of the adapted policies."""
+        cfg = self.maml
+        assert self.optimizer is not None
+        leaves = list(self._meta_parameters().values())
+        old = None
+        first_loss = 0.0
+        for epoch in range(cfg.ppo_epochs):
+            out = self._objective(tasks, cfg.first_order, old=old, clip=cfg.ppo_clip)
+            if epoch == 0:
+                old, first_loss = out.old, float(out.loss.detach())
+            self.optimizer.zero_grad()
+            grads = torch.autograd.grad(out.loss, leaves)
+            check_finite("PPO meta-gradient", *grads)
+            for leaf, grad in zip(leaves, grads, strict=True):
+                leaf.grad = grad
+            self.optimizer.step()
+        final = self._objective(tasks, first_order=True, old=old, clip=cfg.ppo_clip)
+        return {
+            "loss/surrogate": -first_loss, "kl": float(final.kl.detach()),
+            "ppo/improvement": first_loss - float(final.loss.detach()),
+            "ppo/epochs": float(cfg.ppo_epochs),
+        }
+
+    def _reptile_update(self, tasks: list[TaskBatches]) -> dict[str, float]:
+        """Reptile (Nichol et al. 2018, Algorithm 2, batched): θ ← θ + ε · mean_tasks(θ' − θ),
+        with θ' from the first-order inner loop on each task's stored episodes."""
+        cfg = self.maml
+        params = self._policy_params()
+        out = self._objective(tasks, first_order=True)
+        delta = {
+            n: torch.stack([a[n].detach() - p.detach() for a in out.adapted]).mean(0)
+            for n, p in params.items()
+        }
+        check_finite("Reptile step", *delta.values())
+        moved = [p.detach() + cfg.outer_lr * delta[n] for n, p in params.items()]
+        self._assign(list(params.values()), moved)
+        final = self._objective(tasks, first_order=True, old=out.old)
+        return {
+            "loss/surrogate": -float(out.loss.detach()), "kl": float(final.kl.detach()),
+            "reptile/step_norm": float(cfg.outer_lr * flat(list(delta.values())).norm()),
+        }

@@ -1,0 +1,82 @@
+"""The MAML meta-objective over a meta-batch: adapt on each task's inner episodes, then score
+the adapted policy on that task's post-adaptation episodes (Finn et al. 2017, eq. 1 with the
+RL loss of §3.2): `J(θ) = mean_tasks J_post(θ'_task(θ))`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from rlmeta.maml.batch import EpisodeBatch
+from rlmeta.maml.inner import StepSize, adapt, check_finite
+from rlmeta.maml.objectives import clipped_surrogate, mean_kl, surrogate
+from rlmeta.policies import Params
+
+
+@dataclass
+class TaskBatches:
+    """One task's episodes: one batch per inner step, then the post-adaptation batch."""
+
+    inner: list[EpisodeBatch]
+    post: EpisodeBatch
+
+
+@dataclass
+class MetaOutput:
+    loss: Tensor  # −mean objective over tasks (to minimise)
+    kl: Tensor  # mean over tasks of KL(old adapted policy ‖ current adapted policy)
+    old: list[Distribution]  # the reference post-adaptation policies (detached)
+    adapted: list[Params]  # θ' per task
+
+
+def detached_distribution(policy, params: Params, observations: Tensor) -> Distribution:
+    """π_params(·|obs) with no graph back to `params`."""
+    return policy.distribution(observations, {k: v.detach() for k, v in params.items()})
+
+
+def meta_objective(
+    policy,
+    params: Params,
+    step_size: StepSize,
+    tasks: list[TaskBatches],
+    estimator: str,
+    first_order: bool,
+    old: list[Distribution] | None = None,
+    clip: float | None = None,
+    fixed_weights: list[list[Tensor]] | None = None,
+) -> MetaOutput:
+    """The meta-loss of `params` (and a learned `step_size`) on a meta-batch.
+
+    The outer objective is the importance-sampled surrogate (TRPO, Schulman et al. 2015, eq.
+    14) or, with `clip`, PPO's clipped surrogate (ProMP, Rothfuss et al. 2019, eq. 18 without
+    the KL penalty). `old` are the reference post-adaptation policies for the KL; by default
+    the current ones, detached (KL 0, but its Hessian is the Fisher matrix). `fixed_weights`
+    pins the importance weights of the `maml` inner loss (see `objectives.inner_loss`).
+    """
+    if not tasks:
+        raise ValueError("meta-batch is empty; expected at least one task")
+    objectives, kls, olds, adapted_all = [], [], [], []
+    for i, task in enumerate(tasks):
+        adapted = adapt(
+            policy, params, task.inner, [step_size] * len(task.inner), estimator, first_order,
+            None if fixed_weights is None else fixed_weights[i], where=f" on task {i}",
+        )[-1]
+        distribution = policy.distribution(task.post.observations, adapted)
+        log_probs = distribution.log_prob(task.post.actions)
+        if clip is None:
+            objectives.append(surrogate(log_probs, task.post))
+        else:
+            objectives.append(clipped_surrogate(log_probs, task.post, clip))
+        reference = (
+            old[i] if old is not None
+            else detached_distribution(policy, adapted, task.post.observations)
+        )
+        kls.append(mean_kl(reference, distribution, task.post.mask))
+        olds.append(reference)
+        adapted_all.append(adapted)
+    loss = -torch.stack(objectives).mean()
+    check_finite("meta loss (post-adaptation surrogate)", loss)
+    return MetaOutput(loss=loss, kl=torch.stack(kls).mean(), old=olds, adapted=adapted_all)
