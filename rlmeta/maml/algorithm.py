@@ -17,6 +17,7 @@ from torch import Tensor
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig, MAMLConfig
+from rlmeta.device import resolve_device
 from rlmeta.maml.batch import to_batch
 from rlmeta.maml.inner import StepSize, check_finite, inner_step
 from rlmeta.maml.meta import MetaOutput, TaskBatches, meta_objective
@@ -72,12 +73,6 @@ def _stepped(old: list[Tensor], step: list[Tensor], fraction: float) -> list[Ten
     return [o - fraction * s for o, s in zip(old, step, strict=True)]
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class MAMLAlgorithm:
     """MAML-RL with a fixed or learned (Meta-SGD) inner step size and a TRPO/PPO/Reptile outer
     loop. All learner math runs on `device`; sampling always runs on CPU."""
@@ -92,7 +87,7 @@ class MAMLAlgorithm:
         validate_maml_config(config.maml)
         self.config = config
         self.maml = config.maml
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         # Same initial weights in every process built from the same config.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
