@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,6 +58,11 @@ def to_batch(
     device: str | torch.device = "cpu",
 ) -> EpisodeBatch:
     """Tensors of `rollout` on `device` with advantages computed once here."""
+    for name in ("observations", "rewards"):
+        if not np.all(np.isfinite(getattr(rollout, name))):
+            raise FloatingPointError(
+                f"non-finite {name} in the rollout of task {rollout.task!r}; expected finite values"
+            )
     discrete = rollout.actions.dtype.kind in "iu"
     return EpisodeBatch(
         observations=torch.as_tensor(rollout.observations, dtype=dtype, device=device),
