@@ -157,6 +157,8 @@ class MetaWorldEnv(gym.Env):
         self._needs_reset = True
 
     def get_task(self) -> dict[str, Any]:
+        # The default task is picked on first use, not in __init__, so that making the env
+        # does not build the benchmark (seconds to a minute) before anyone needs its tasks.
         if self._task is None:
             self.set_task(self.sample_tasks(1, np.random.default_rng(0))[0])
         return dict(self._task)
