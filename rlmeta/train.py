@@ -77,10 +77,11 @@ def train(
     run_dir = Path(run_dir)
     if stop_after is not None and stop_after < 1:
         raise ValueError(f"stop_after must be >= 1, got {stop_after}")
-    state = _restore(config, run_dir) if resume else _start(config, run_dir)
+    # The env first: a bad env id or kwargs fails before anything is written to the run dir.
     env = build.build_env(config)
     runtime = None
     try:
+        state = _restore(config, run_dir) if resume else _start(config, run_dir)
         runtime = _make_runtime(config, env)
         if resume:
             runtime.load_state_dict(state["runtime"])

@@ -1,0 +1,321 @@
+"""The `rlmeta` command: train, resume, evaluate, envs, bench.
+
+Errors reach the user as one line on stderr and a non-zero exit status: 2 for bad usage, configs
+or inputs, 1 for failures while running. Set RLMETA_TRACEBACK=1 to see the full traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the command line; exits 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rlmeta",
+        description="Distributed meta-reinforcement learning (MAML-RL and RL²) on Ray + PyTorch.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    train = commands.add_parser(
+        "train",
+        help="train from an experiment config",
+        description="Train from a YAML experiment config; writes config.yaml, metrics.jsonl, "
+        "TensorBoard events and checkpoints to the run directory.",
+    )
+    train.add_argument("config", metavar="CONFIG", help="experiment YAML, e.g. experiments/x.yaml")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted, e.g. maml.inner_lr=0.05; value read as YAML); "
+        "repeatable",
+    )
+    train.add_argument(
+        "--run-dir", help="where to write the run (default: runs/<config stem>-<timestamp>)"
+    )
+    train.add_argument(
+        "--address", help="Ray cluster address ('auto' joins a running cluster); overrides config"
+    )
+    _add_stop_after(train)
+
+    resume = commands.add_parser(
+        "resume",
+        help="continue a stopped run from its last checkpoint",
+        description="Continue a stopped run from its newest checkpoint, exactly as if it had not "
+        "stopped (same config, tasks, seeds and optimiser state).",
+    )
+    resume.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by train")
+    _add_stop_after(resume)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="fast-adaptation evaluation on held-out tasks",
+        description="Evaluate a checkpoint on held-out tasks: return after 0..K inner steps "
+        "(MAML) or per episode of a trial (RL²), mean and 95%% CI over tasks, next to the run's "
+        "random initialisation adapted the same way. Writes adaptation.csv and adaptation.png.",
+    )
+    evaluate.add_argument(
+        "target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (newest checkpoint) or a .pt"
+    )
+    evaluate.add_argument(
+        "--tasks", type=_positive_int, help="number of tasks (default: the config's eval_tasks)"
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="test",
+        help="test: tasks from a stream separate from training's (Meta-World: its test tasks); "
+        "train: the tasks training drew first (default: test)",
+    )
+    evaluate.add_argument(
+        "--adapt-steps",
+        type=_non_negative_int,
+        help="MAML inner steps to evaluate, 0..K (default: 3); ignored by RL²",
+    )
+    evaluate.add_argument("--out", help="output directory (default: <run dir>/eval-<split>)")
+    evaluate.add_argument(
+        "--workers", type=_non_negative_int, help="rollout workers (default: the run's config)"
+    )
+    evaluate.add_argument("--address", help="Ray cluster address (default: the run's config)")
+
+    commands.add_parser(
+        "envs",
+        help="list the registered task families",
+        description="List the registered task families with their task parameters.",
+    )
+
+    bench = commands.add_parser(
+        "bench", help="benchmarks", description="Benchmarks; prints one JSON object."
+    )
+    benches = bench.add_subparsers(dest="bench", metavar="BENCH", parser_class=_Parser)
+    benches.required = True
+    sampler = benches.add_parser(
+        "sampler",
+        help="env steps per second through the rollout workers",
+        description="Env steps per second through the Ray rollout workers versus the same envs "
+        "and policy stepped in one plain process; prints one JSON object.",
+    )
+    sampler.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
+    sampler.add_argument("--workers", type=_positive_int, default=2, help="rollout workers")
+    sampler.add_argument(
+        "--envs-per-worker", type=_positive_int, default=10, help="envs stepped together"
+    )
+    sampler.add_argument("--steps", type=_positive_int, default=20000, help="env steps to time")
+    sampler.add_argument("--seed", type=int, default=0, help="seed")
+    return parser
+
+
+def _add_stop_after(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stop-after",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N iterations in this session, with a checkpoint (e.g. to fit a job's "
+        "time slot); `rlmeta resume` continues",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlmeta.config_io import load_config
+    from rlmeta.train import train
+
+    overrides = list(args.overrides)
+    if args.address is not None:
+        overrides.append(f"address={args.address}")
+    config = load_config(args.config, overrides)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}")
+    _say(f"rlmeta: training {config.algorithm} on {config.env}; run directory {run_dir}")
+    summary = train(config, run_dir, stop_after=args.stop_after)
+    _report_training(summary, run_dir)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from rlmeta import checkpoint
+    from rlmeta.config_io import config_from_dict
+    from rlmeta.train import train
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory {str(run_dir)!r} does not exist")
+    latest = checkpoint.latest_checkpoint(run_dir)
+    state = checkpoint.load_checkpoint(latest)
+    config = config_from_dict(state["config"])
+    if state["iteration"] >= config.iterations:
+        _say(f"rlmeta: {run_dir} already finished all {config.iterations} iterations")
+        return 0
+    _say(f"rlmeta: resuming {run_dir} from {latest.name} (iteration {state['iteration']})")
+    summary = train(config, run_dir, resume=True, stop_after=args.stop_after)
+    _report_training(summary, run_dir)
+    return 0
+
+
+def _report_training(summary: dict[str, Any], run_dir: Path) -> None:
+    returns = {k: v for k, v in summary.items() if k.startswith("return/") and v is not None}
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in returns.items())
+    done = summary.get("iteration", -1) + 1
+    print(f"run {run_dir}: {done} iterations, {summary.get('env_steps', 0)} env steps; {shown}")
+    print(f"evaluate with: rlmeta evaluate {run_dir}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rlmeta.evaluation import evaluate, format_table
+
+    report = evaluate(
+        args.target,
+        n_tasks=args.tasks,
+        split=args.split,
+        adapt_steps=args.adapt_steps,
+        out_dir=args.out,
+        workers=args.workers,
+        address=args.address,
+    )
+    tasks = max(s.tasks for s in report.summaries)
+    print(f"checkpoint {report.checkpoint}, {tasks} {report.split} tasks (mean ± 95% CI):")
+    print(format_table(report.summaries))
+    for policy, failed in report.failed_tasks.items():
+        if failed:
+            print(f"{policy}: {failed} tasks failed with env errors and are left out")
+    print(f"wrote {report.out_dir / 'adaptation.csv'} and {report.out_dir / 'adaptation.png'}")
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    import rlmeta_envs
+
+    for env_id, description, task in rlmeta_envs.describe_families():
+        print(env_id)
+        print(f"    {description}")
+        for name, values in task.items():
+            print(f"    task.{name}: {values}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    benchmark = _sampler_benchmark()
+    result = benchmark(
+        args.env, args.workers, args.envs_per_worker, args.steps, seed=args.seed
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def _sampler_benchmark() -> Any:
+    import importlib
+
+    for module_name in ("rlmeta.distributed", "rlmeta.distributed.benchmark"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, "sampler_benchmark"):
+            return module.sampler_benchmark
+    raise RuntimeError(
+        "this rlmeta has no sampler benchmark (expected rlmeta.distributed.sampler_benchmark)"
+    )
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "resume": cmd_resume,
+    "evaluate": cmd_evaluate,
+    "envs": cmd_envs,
+    "bench": cmd_bench,
+}
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the input was wrong (exit 2) rather than that running failed."""
+    from rlmeta.checkpoint import CheckpointError
+    from rlmeta.config_io import ConfigError
+
+    return (UsageError, ConfigError, CheckpointError, ValueError, FileExistsError,
+            FileNotFoundError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `rlmeta` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    prog = f"rlmeta {args.command}"
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        _say(f"{prog}: interrupted")
+        return 130
+    except Exception as error:
+        if os.environ.get("RLMETA_TRACEBACK"):
+            raise
+        status = EXIT_USAGE if isinstance(error, _usage_errors()) else EXIT_FAILURE
+        message = " ".join(str(error).split()) or type(error).__name__
+        if status == EXIT_FAILURE and not _is_known_failure(error):
+            message = f"{type(error).__name__}: {message}"
+        _say(f"{prog}: error: {message}")
+        return status
+
+
+def _is_known_failure(error: BaseException) -> bool:
+    """Errors whose message already says what failed (env errors, non-finite losses)."""
+    from rlmeta.rollout import EnvStepError
+
+    known: tuple[type[BaseException], ...] = (EnvStepError, FloatingPointError)
+    try:
+        from rlmeta.distributed.errors import RolloutError
+
+        known += (RolloutError,)
+    except ImportError:
+        pass
+    return isinstance(error, known)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

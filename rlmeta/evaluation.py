@@ -1,0 +1,302 @@
+"""Fast-adaptation evaluation of a checkpoint on held-out tasks, next to a random-init baseline.
+
+Held-out tasks come from a task RNG stream separate from training's (`default_rng([seed, 1])`
+versus training's `default_rng(seed)`); `split="train"` replays the tasks training drew first.
+For Meta-World the split also selects the benchmark's own train or test tasks. Both policies,
+the checkpoint's and a freshly built algorithm's (the run's untrained initial weights), are
+evaluated on the same tasks with the same seeds, through `runtime.evaluate` on the workers.
+Outputs: `adaptation.csv`, `adaptation.png` and a printed table.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlmeta import build, checkpoint
+from rlmeta.algorithm import TaskSpec
+from rlmeta.config import ExperimentConfig
+from rlmeta.config_io import config_from_dict
+from rlmeta.train import draw_task_specs, meta_batch_size
+
+SPLITS = ("train", "test")
+HELD_OUT_STREAM = 1
+POLICIES = ("meta-learned", "random init")
+CSV_FILE = "adaptation.csv"
+PLOT_FILE = "adaptation.png"
+DEFAULT_MAML_ADAPT_STEPS = 3  # the paper's curves: 0..3 gradient steps
+_KEY = re.compile(r"(?P<metric>return|success)/(?P<axis>step|episode)_(?P<index>\d+)")
+
+# Two-sided 95% Student-t critical values by degrees of freedom; 1.96 beyond the table.
+_T95 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+    10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
+    18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
+    26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980,
+}
+
+
+def t_critical_95(dof: int) -> float:
+    """Two-sided 95% t quantile; between table rows the next smaller dof (a wider interval)."""
+    if dof < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
+    if dof > 120:
+        return 1.96
+    return _T95[max(d for d in _T95 if d <= dof)]
+
+
+def mean_ci95(values: list[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and half-width of the 95% t-interval over tasks (NaN half-width for one task)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        raise ValueError("mean_ci95 needs at least one value")
+    if array.size == 1:
+        return float(array[0]), math.nan
+    sem = array.std(ddof=1) / math.sqrt(array.size)
+    return float(array.mean()), float(t_critical_95(array.size - 1) * sem)
+
+
+@dataclass
+class Summary:
+    """One metric of one policy over the evaluation tasks."""
+
+    policy: str
+    key: str  # e.g. return/step_2, return/episode_0, return/trial, success/step_1
+    mean: float
+    ci95: float  # half-width
+    tasks: int
+
+    @property
+    def x(self) -> int | None:
+        """Inner step or episode index, None for a scalar such as return/trial."""
+        match = _KEY.fullmatch(self.key)
+        return int(match["index"]) if match else None
+
+    @property
+    def metric(self) -> str:
+        return self.key.split("/", 1)[0]
+
+
+def summarize(policy: str, rows: list[dict[str, float]]) -> list[Summary]:
+    """Mean and CI per metric key over the per-task rows, in a stable, readable order."""
+    keys = sorted({key for row in rows for key in row}, key=_key_order)
+    out = []
+    for key in keys:
+        values = [row[key] for row in rows if key in row]
+        mean, half = mean_ci95(values)
+        out.append(Summary(policy, key, mean, half, len(values)))
+    return out
+
+
+def _key_order(key: str) -> tuple:
+    match = _KEY.fullmatch(key)
+    if match:
+        return (match["metric"] != "return", match["axis"], int(match["index"]), key)
+    return (key.split("/", 1)[0] != "return", "~", 0, key)
+
+
+def evaluation_config(
+    config: ExperimentConfig,
+    split: str,
+    workers: int | None = None,
+    address: str | None = None,
+) -> ExperimentConfig:
+    """The run's config set up for evaluation: the env's split, optionally other workers."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    changes: dict[str, Any] = {}
+    if config.env == "rlmeta/MetaWorld-v0" or "split" in config.env_kwargs:
+        changes["env_kwargs"] = {**config.env_kwargs, "split": split}
+    if workers is not None:
+        changes["workers"] = workers
+    if address is not None:
+        changes["address"] = address
+    # Through config_from_dict so a bad override is reported like any config error.
+    return config_from_dict({**dataclasses.asdict(config), **changes})
+
+
+def evaluation_specs(
+    config: ExperimentConfig, env: Any, n_tasks: int, split: str
+) -> list[TaskSpec]:
+    """`n_tasks` tasks and seeds: a held-out stream for test, training's own stream for train."""
+    if n_tasks < 1:
+        raise ValueError(f"number of evaluation tasks must be >= 1, got {n_tasks}")
+    if split == "test":
+        return draw_task_specs(env, n_tasks, np.random.default_rng([config.seed, HELD_OUT_STREAM]))
+    # Replay the driver: whole meta-batches from the training stream, as training drew them.
+    rng, specs, batch = np.random.default_rng(config.seed), [], meta_batch_size(config)
+    while len(specs) < n_tasks:
+        specs.extend(draw_task_specs(env, batch, rng))
+    return [dataclasses.replace(spec, index=i) for i, spec in enumerate(specs[:n_tasks])]
+
+
+def default_adapt_steps(config: ExperimentConfig) -> int:
+    """MAML: the paper's 0..3 inner steps (or more if trained with more); RL²: unused."""
+    if config.algorithm == "maml":
+        return max(DEFAULT_MAML_ADAPT_STEPS, config.maml.inner_steps)
+    return 0
+
+
+@dataclass
+class EvaluationReport:
+    checkpoint: Path
+    out_dir: Path
+    split: str
+    adapt_steps: int
+    summaries: list[Summary]
+    failed_tasks: dict[str, int]  # per policy, tasks lost to env errors
+
+
+def evaluate(
+    target: str | Path,
+    n_tasks: int | None = None,
+    split: str = "test",
+    adapt_steps: int | None = None,
+    out_dir: str | Path | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+) -> EvaluationReport:
+    """Evaluate a run's newest checkpoint (or a checkpoint file); write CSV and plot to `out_dir`.
+
+    Default `out_dir`: `<run_dir>/eval-<split>` next to the checkpoints folder.
+    """
+    path = checkpoint.resolve_checkpoint(target)
+    state = checkpoint.load_checkpoint(path)
+    config = evaluation_config(config_from_dict(state["config"]), split, workers, address)
+    n_tasks = config.eval_tasks if n_tasks is None else n_tasks
+    adapt_steps = default_adapt_steps(config) if adapt_steps is None else adapt_steps
+    if adapt_steps < 0:
+        raise ValueError(f"adapt steps must be >= 0, got {adapt_steps}")
+    out = Path(out_dir) if out_dir is not None else _run_dir_of(path) / f"eval-{split}"
+    env = build.build_env(config)
+    try:
+        specs = evaluation_specs(config, env, n_tasks, split)
+        spaces = (env.observation_space, env.action_space)
+    finally:
+        env.close()
+    rows = _evaluate_both(config, state["runtime"], specs, adapt_steps, spaces)
+    summaries = [s for policy in POLICIES for s in summarize(policy, rows[policy][0])]
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / CSV_FILE, summaries)
+    title = (
+        f"{config.env} ({config.algorithm}), {n_tasks} {split} tasks, "
+        f"checkpoint {_run_dir_of(path).name}/{path.name}"
+    )
+    plot_adaptation(out / PLOT_FILE, summaries, title, config.algorithm)
+    failed = {policy: rows[policy][1] for policy in POLICIES}
+    return EvaluationReport(path, out, split, adapt_steps, summaries, failed)
+
+
+def _run_dir_of(path: Path) -> Path:
+    return path.parent.parent if path.parent.name == checkpoint.CHECKPOINT_DIR else path.parent
+
+
+def _evaluate_both(
+    config: ExperimentConfig,
+    runtime_state: dict[str, Any],
+    specs: list[TaskSpec],
+    adapt_steps: int,
+    spaces: tuple[Any, Any],
+) -> dict[str, tuple[list[dict[str, float]], int]]:
+    from rlmeta.distributed import make_runtime  # Ray only when evaluation runs
+
+    factory = build.algorithm_factory(config, *spaces)
+    runtime = make_runtime(config, factory, build.env_factory(config))
+    try:
+        runtime.load_state_dict(runtime_state)
+        # The baseline: the run's own untrained initial weights, adapted the same way.
+        initial = build.build_algorithm(config, "cpu", *spaces).get_weights()
+        return {
+            "meta-learned": _split_failures(runtime.evaluate(specs, adapt_steps)),
+            "random init": _split_failures(runtime.evaluate(specs, adapt_steps, weights=initial)),
+        }
+    finally:
+        runtime.shutdown()
+
+
+def _split_failures(outcomes: list[Any]) -> tuple[list[dict[str, float]], int]:
+    """Per-task metric dicts; anything else is a task the runtime reports as failed."""
+    rows = [row for row in outcomes if isinstance(row, dict)]
+    if not rows:
+        messages = {getattr(o, "message", repr(o)) for o in outcomes}
+        raise RuntimeError(f"every evaluation task failed: {'; '.join(sorted(messages))[:500]}")
+    return rows, len(outcomes) - len(rows)
+
+
+def write_csv(path: str | Path, summaries: list[Summary]) -> None:
+    """One row per (policy, metric): policy, key, x, mean, ci95 bounds, task count."""
+    with Path(path).open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["policy", "key", "x", "mean", "ci95_low", "ci95_high", "tasks"])
+        for s in summaries:
+            low, high = s.mean - s.ci95, s.mean + s.ci95
+            x = "" if s.x is None else s.x
+            writer.writerow([s.policy, s.key, x, f"{s.mean:.6g}", f"{low:.6g}", f"{high:.6g}",
+                             s.tasks])
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with Path(path).open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def plot_adaptation(
+    path: str | Path, summaries: list[Summary], title: str, algorithm: str
+) -> None:
+    """Return (and success rate, when reported) against inner step or episode, with CI bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("return", "success") if any(s.metric == m and s.x is not None
+                                                        for s in summaries)]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
+    xlabel = "inner gradient steps" if algorithm == "maml" else "episode in the trial"
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        for policy, color in zip(POLICIES, ("tab:blue", "tab:gray"), strict=True):
+            points = sorted(
+                (s.x, s.mean, s.ci95)
+                for s in summaries
+                if s.policy == policy and s.metric == metric and s.x is not None
+            )
+            if not points:
+                continue
+            xs, means, halves = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+            halves = np.nan_to_num(halves)
+            axis.plot(xs, means, marker="o", color=color, label=policy)
+            axis.fill_between(xs, means - halves, means + halves, color=color, alpha=0.2)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("mean return per episode" if metric == "return" else "success rate")
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.grid(alpha=0.3)
+        axis.legend(title="95% CI over tasks")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def format_table(summaries: list[Summary]) -> str:
+    """A plain-text table: one row per metric, one column per policy (mean ± CI half-width)."""
+    keys = sorted({s.key for s in summaries}, key=_key_order)
+    by = {(s.policy, s.key): s for s in summaries}
+    header = ["metric", *POLICIES]
+    lines = [header]
+    for key in keys:
+        cells = [key]
+        for policy in POLICIES:
+            s = by.get((policy, key))
+            cells.append("-" if s is None else f"{s.mean:.3f} ± {s.ci95:.3f}")
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
+    text.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(text)
