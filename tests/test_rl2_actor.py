@@ -1,0 +1,152 @@
+"""RL² policy and actor: hidden state across episodes and trials, reproducible sampling, and the
+learner's recomputation of stored trials."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlmeta.algorithm import TaskSpec
+from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
+from rlmeta.rl2 import RecurrentActor, RecurrentPolicy, RL2Algorithm, collate_trials
+from rlmeta.rollout import sample_rollout
+from rlmeta.tasks import make_task_env, sample_tasks
+
+
+def small_config(env: str, env_kwargs: dict | None = None, **rl2) -> ExperimentConfig:
+    settings = {"trials_per_task": 3, "episodes_per_trial": 3, "hidden_size": 8, **rl2}
+    return ExperimentConfig(
+        algorithm="rl2",
+        env=env,
+        env_kwargs=env_kwargs or {},
+        policy=PolicyConfig(hidden_sizes=[16], activation="tanh"),
+        rl2=RL2Config(**settings),
+    )
+
+
+def build(config: ExperimentConfig, n_envs: int = 2) -> tuple[RL2Algorithm, list[gym.Env]]:
+    envs = [make_task_env(config.env, **config.env_kwargs) for _ in range(n_envs)]
+    torch.manual_seed(0)
+    algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
+    return algorithm, envs
+
+
+def first_task(env: gym.Env, seed: int = 0) -> object:
+    return sample_tasks(env, 1, np.random.default_rng(seed))[0]
+
+
+class RecordingActor(RecurrentActor):
+    """Records, before every step, each slot's hidden state and the prev_done flag it receives."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.records: list[tuple[torch.Tensor, np.ndarray, set[int]]] = []
+        self._just_started: set[int] = set()
+
+    def start_sequences(self, slots: np.ndarray) -> None:
+        super().start_sequences(slots)
+        self._just_started |= {int(s) for s in slots}
+
+    def act(self, observations, prev_actions, prev_rewards, prev_dones):
+        self.records.append((self.hidden_state, prev_dones.copy(), self._just_started))
+        self._just_started = set()
+        return super().act(observations, prev_actions, prev_rewards, prev_dones)
+
+
+def test_hidden_state_carries_across_episodes_and_resets_between_trials():
+    config = small_config("rlmeta/Bandit-v0", {"arms": 3})
+    algorithm, envs = build(config)
+    actor = RecordingActor(algorithm.policy, torch.Generator().manual_seed(1))
+    # Two slots, four trials of three one-pull episodes: slots start new trials mid-run.
+    sample_rollout(envs, actor, num_sequences=4, episodes_per_sequence=3, seed=5)
+    carried = restarted = 0
+    for state, prev_dones, started in actor.records:
+        for slot in range(2):
+            if slot in started:
+                assert torch.all(state[slot] == 0), "a new trial must start from the zero state"
+                restarted += 1
+            elif prev_dones[slot] == 1.0:
+                # An episode just ended inside the trial: the state was not reset.
+                assert state[slot].abs().sum() > 0
+                carried += 1
+    assert restarted == 4  # every trial started once from zero
+    assert carried == 4 * 2  # two in-trial episode boundaries per trial
+
+
+def test_start_sequences_resets_only_the_given_slots():
+    config = small_config("rlmeta/Bandit-v0", {"arms": 2})
+    algorithm, _ = build(config)
+    actor = RecurrentActor(algorithm.policy, torch.Generator().manual_seed(0))
+    actor.start_sequences(np.arange(2))
+    ones = np.ones((2, 1), dtype=np.float32)
+    actor.act(ones, np.array([1, 0]), np.array([1.0, 0.0], np.float32), ones[:, 0])
+    before = actor.hidden_state
+    assert torch.all(before.abs().sum(dim=1) > 0)
+    actor.start_sequences(np.array([0]))
+    after = actor.hidden_state
+    assert torch.all(after[0] == 0)
+    assert torch.equal(after[1], before[1])
+    np.testing.assert_array_equal(actor.initial_states(), np.zeros((3, 8), np.float32))
+
+
+def test_act_before_start_sequences_is_an_error():
+    config = small_config("rlmeta/Bandit-v0", {"arms": 2})
+    algorithm, _ = build(config)
+    actor = RecurrentActor(algorithm.policy, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="start_sequences"):
+        actor.act(np.ones((2, 1), np.float32), np.zeros(2), np.zeros(2), np.zeros(2))
+
+
+def test_sampling_is_exactly_reproducible_from_the_seed():
+    config = small_config("rlmeta/TabularMDP-v0")
+    algorithm, envs = build(config)
+    task = first_task(envs[0])
+    first = algorithm.run_task(envs, TaskSpec(0, task, seed=11), weights_version=0)
+    again = algorithm.run_task(envs, TaskSpec(0, task, seed=11), weights_version=0)
+    other = algorithm.run_task(envs, TaskSpec(0, task, seed=12), weights_version=0)
+    a, b, c = first.rollouts[0], again.rollouts[0], other.rollouts[0]
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    np.testing.assert_array_equal(a.log_probs, b.log_probs)
+    assert not np.array_equal(a.actions, c.actions)
+
+
+@pytest.mark.parametrize(
+    ("env", "kwargs"),
+    [
+        ("rlmeta/TabularMDP-v0", {}),  # discrete actions, 10-step episodes
+        ("rlmeta/Navigation2D-v0", {"horizon": 6}),  # Gaussian actions
+    ],
+)
+def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(env, kwargs):
+    config = small_config(env, kwargs, trials_per_task=5)
+    algorithm, envs = build(config, n_envs=3)  # fewer slots than trials: slots restart
+    results = [
+        algorithm.run_task(envs, TaskSpec(i, first_task(envs[0], i), seed=100 + i), 0)
+        for i in range(2)
+    ]
+    batch = collate_trials(results)
+    with torch.no_grad():
+        distribution, _, _ = algorithm.policy(
+            batch.observations,
+            batch.prev_actions,
+            batch.prev_rewards,
+            batch.prev_dones,
+            batch.initial_states,
+        )
+        recomputed = distribution.log_prob(batch.actions)
+    real = batch.mask > 0
+    assert int(real.sum()) == sum(r.env_steps for r in results)
+    torch.testing.assert_close(recomputed[real], batch.old_log_probs[real], atol=1e-5, rtol=1e-5)
+
+
+def test_unsupported_spaces_are_rejected_with_the_space_named():
+    box = gym.spaces.Box(-1, 1, (2,))
+    with pytest.raises(ValueError, match="action_space"):
+        RecurrentPolicy(box, gym.spaces.MultiBinary(3), [], 4)
+    with pytest.raises(ValueError, match="observation_space"):
+        RecurrentPolicy(gym.spaces.MultiDiscrete([2, 2]), box, [], 4)
+    with pytest.raises(ValueError, match="activation"):
+        RecurrentPolicy(box, box, [], 4, activation="gelu")
