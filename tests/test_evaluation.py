@@ -1,0 +1,129 @@
+"""Evaluation: confidence intervals, held-out task streams, outputs, and a run with the fakes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_train import TargetEnv, make_config
+
+from rlmeta import build, checkpoint, evaluation
+from rlmeta.evaluation import (
+    CSV_FILE,
+    PLOT_FILE,
+    Summary,
+    evaluate,
+    evaluation_specs,
+    format_table,
+    mean_ci95,
+    read_csv,
+    summarize,
+    t_critical_95,
+)
+from rlmeta.train import draw_task_specs, train
+
+# The fake algorithm of test_train: ALGORITHM_CLASSES["maml"] is pointed at it for every test.
+from test_train import fake_algorithm  # noqa: F401  isort: skip
+
+
+def test_t_interval_matches_hand_computed_values() -> None:
+    assert t_critical_95(1) == 12.706
+    assert t_critical_95(9) == 2.262
+    assert t_critical_95(35) == 2.042  # between rows: the smaller dof, the wider interval
+    assert t_critical_95(1000) == 1.96
+    mean, half = mean_ci95([1.0, 2.0, 3.0, 4.0])
+    # sd = 1.29099, sem = 0.645497, t(3) = 3.182
+    assert mean == 2.5
+    assert half == pytest.approx(3.182 * 0.645497, rel=1e-5)
+    mean, half = mean_ci95([5.0])
+    assert mean == 5.0 and math.isnan(half)
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_ci95([])
+
+
+def test_summaries_order_steps_numerically() -> None:
+    rows = [{f"return/step_{k}": float(k + i) for k in range(12)} | {"success/step_0": 1.0}
+            for i in range(3)]
+    keys = [s.key for s in summarize("p", rows)]
+    assert keys[:3] == ["return/step_0", "return/step_1", "return/step_2"]
+    assert keys[10:] == ["return/step_10", "return/step_11", "success/step_0"]
+    first = summarize("p", rows)[0]
+    assert (first.mean, first.tasks, first.x, first.metric) == (1.0, 3, 0, "return")
+    assert Summary("p", "return/trial", 1.0, 0.1, 3).x is None
+
+
+def test_held_out_tasks_differ_from_training_and_train_split_replays_it() -> None:
+    config = make_config(seed=3)
+    env = TargetEnv()
+    test_specs = evaluation_specs(config, env, 5, "test")
+    assert test_specs == evaluation_specs(config, env, 5, "test")  # deterministic
+    training_rng = np.random.default_rng(config.seed)
+    trained_on = [s.task for _ in range(2) for s in draw_task_specs(env, 3, training_rng)]
+    assert not {t["target"] for t in trained_on} & {s.task["target"] for s in test_specs}
+    train_specs = evaluation_specs(config, env, 5, "train")
+    assert [s.task for s in train_specs] == trained_on[:5]
+    assert [s.index for s in train_specs] == list(range(5))
+    with pytest.raises(ValueError, match="must be >= 1, got 0"):
+        evaluation_specs(config, env, 0, "test")
+
+
+def test_meta_world_split_reaches_the_env_kwargs() -> None:
+    from rlmeta.config_io import config_from_dict
+
+    config = config_from_dict(
+        {"env": "rlmeta/MetaWorld-v0", "env_kwargs": {"benchmark": "ML1", "env_name": "reach-v3"}}
+    )
+    assert evaluation.evaluation_config(config, "test").env_kwargs["split"] == "test"
+    assert evaluation.evaluation_config(config, "train", workers=0).workers == 0
+    assert "split" not in evaluation.evaluation_config(make_config(), "test").env_kwargs
+    with pytest.raises(ValueError, match="split must be one of train, test, got 'val'"):
+        evaluation.evaluation_config(config, "val")
+
+
+def test_evaluate_a_run_writes_csv_plot_and_beats_the_baseline(tmp_path: Path) -> None:
+    train(make_config(iterations=4), tmp_path / "run")
+    report = evaluate(tmp_path / "run", n_tasks=6, adapt_steps=2)
+    assert report.out_dir == tmp_path / "run" / "eval-test"
+    assert report.checkpoint == checkpoint.latest_checkpoint(tmp_path / "run")
+    rows = read_csv(report.out_dir / CSV_FILE)
+    keys = {(r["policy"], r["key"]) for r in rows}
+    for policy in ("meta-learned", "random init"):
+        for k in range(3):
+            assert (policy, f"return/step_{k}") in keys
+            assert (policy, f"success/step_{k}") in keys
+    for row in rows:
+        assert int(row["tasks"]) == 6
+        assert float(row["ci95_low"]) <= float(row["mean"]) <= float(row["ci95_high"])
+    png = (report.out_dir / PLOT_FILE).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # The fake's "adaptation" halves the distance to the target each step: returns improve.
+    means = {(r["policy"], r["key"]): float(r["mean"]) for r in rows}
+    assert means[("meta-learned", "return/step_2")] > means[("meta-learned", "return/step_0")]
+    table = format_table(report.summaries)
+    assert "return/step_2" in table and "±" in table and "random init" in table
+
+
+def test_baseline_is_the_runs_initial_weights(tmp_path: Path) -> None:
+    config = make_config(iterations=2)
+    train(config, tmp_path / "run")
+    trained = evaluate(tmp_path / "run", n_tasks=4, adapt_steps=0, out_dir=tmp_path / "a")
+    means = lambda report: {(s.policy, s.key): s.mean for s in report.summaries}
+    trained_means = means(trained)
+    assert trained_means[("meta-learned", "return/step_0")] != trained_means[
+        ("random init", "return/step_0")
+    ]
+    # A checkpoint holding the untrained initial weights: both policies are then the same.
+    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "run"))
+    initial = build.build_algorithm(config, "cpu").get_weights()
+    state["runtime"]["algorithm"]["mean"] = initial["mean"]
+    path = checkpoint.save_checkpoint(state, tmp_path / "initial.pt")
+    untrained = means(evaluate(path, n_tasks=4, adapt_steps=0, out_dir=tmp_path / "b"))
+    assert untrained[("meta-learned", "return/step_0")] == untrained[
+        ("random init", "return/step_0")
+    ]
+    # Same tasks and seeds for both evaluations: the baseline row does not move.
+    assert untrained[("random init", "return/step_0")] == trained_means[
+        ("random init", "return/step_0")
+    ]
