@@ -1,0 +1,178 @@
+"""Classic baselines for the RL² tables (Duan et al. 2016, Tables 1 and 2), run through rlmeta's
+own task envs so they see exactly the tasks and reward noise the RL² policy sees.
+
+Bandits: random, UCB1 (Auer et al. 2002), Thompson sampling with a Beta(1, 1) prior, greedy and
+ε-greedy on the Beta(1, 1) posterior mean. Tabular MDPs: random, and greedy / ε-greedy with
+respect to a model of posterior-mean rewards (prior N(1, 1), the task distribution's mean) and
+posterior-mean transitions (flat Dirichlet prior), re-planned by finite-horizon value iteration
+at the start of each episode. None of these is tuned per setting, unlike the paper's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlmeta.tasks import set_task
+
+
+def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> int:
+    best = np.flatnonzero(values == values.max())
+    return int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
+
+
+class BanditAgent:
+    """Counts of pulls and successes per arm; subclasses choose the next arm."""
+
+    def __init__(self, arms: int, rng: np.random.Generator) -> None:
+        self.pulls = np.zeros(arms)
+        self.wins = np.zeros(arms)
+        self.rng = rng
+
+    def select(self) -> int:
+        raise NotImplementedError
+
+    def observe(self, arm: int, reward: float) -> None:
+        self.pulls[arm] += 1
+        self.wins[arm] += reward
+
+
+class RandomBandit(BanditAgent):
+    def select(self) -> int:
+        return int(self.rng.integers(len(self.pulls)))
+
+
+class UCB1(BanditAgent):
+    """Auer et al. 2002: each arm once, then argmax of mean + sqrt(2 ln t / n_i)."""
+
+    def select(self) -> int:
+        untried = np.flatnonzero(self.pulls == 0)
+        if len(untried):
+            return int(untried[self.rng.integers(len(untried))])
+        t = self.pulls.sum()
+        return _argmax_random_ties(self.wins / self.pulls + np.sqrt(2 * np.log(t) / self.pulls),
+                                   self.rng)
+
+
+class ThompsonBandit(BanditAgent):
+    """Thompson sampling from the Beta(1 + wins, 1 + losses) posterior of each arm."""
+
+    def select(self) -> int:
+        return int(np.argmax(self.rng.beta(1 + self.wins, 1 + self.pulls - self.wins)))
+
+
+class GreedyBandit(BanditAgent):
+    """Argmax of the Beta(1, 1) posterior mean; with `epsilon`, a random arm that often."""
+
+    epsilon = 0.0
+
+    def select(self) -> int:
+        if self.epsilon and self.rng.random() < self.epsilon:
+            return int(self.rng.integers(len(self.pulls)))
+        return _argmax_random_ties((1 + self.wins) / (2 + self.pulls), self.rng)
+
+
+class EpsilonGreedyBandit(GreedyBandit):
+    epsilon = 0.1
+
+
+BANDIT_AGENTS: dict[str, type[BanditAgent]] = {
+    "random": RandomBandit,
+    "ucb1": UCB1,
+    "thompson": ThompsonBandit,
+    "greedy": GreedyBandit,
+    "eps_greedy": EpsilonGreedyBandit,
+}
+
+
+def bandit_trial_returns(
+    env: gym.Env, tasks: list[Any], pulls: int, agent_cls: type[BanditAgent], seed: int
+) -> np.ndarray:
+    """Total reward of one `pulls`-long trial per task; the env's reset seed is `seed + i`."""
+    arms = int(env.action_space.n)
+    totals = np.zeros(len(tasks))
+    for i, task in enumerate(tasks):
+        set_task(env, task)
+        env.reset(seed=seed + i)
+        agent = agent_cls(arms, np.random.default_rng([seed, i]))
+        for _ in range(pulls):
+            arm = agent.select()
+            _, reward, terminated, truncated, _ = env.step(arm)
+            agent.observe(arm, float(reward))
+            totals[i] += reward
+            if terminated or truncated:
+                env.reset()
+    return totals
+
+
+class MDPModelAgent:
+    """Greedy (or ε-greedy) w.r.t. a posterior-mean model, re-planned each episode."""
+
+    def __init__(
+        self, states: int, actions: int, horizon: int, epsilon: float, rng: np.random.Generator
+    ) -> None:
+        self.counts = np.zeros((states, actions))
+        self.reward_sums = np.zeros((states, actions))
+        self.transition_counts = np.zeros((states, actions, states))
+        self.horizon = horizon
+        self.epsilon = epsilon
+        self.rng = rng
+        self.q = np.zeros((horizon, states, actions))
+
+    def plan(self) -> None:
+        # Posterior means: reward prior N(1, 1) with unit noise -> (sum + 1) / (n + 1);
+        # flat Dirichlet prior on each transition row -> (counts + 1) / (n + S).
+        rewards = (self.reward_sums + 1.0) / (self.counts + 1.0)
+        states = self.transition_counts.shape[-1]
+        transitions = (self.transition_counts + 1.0) / (self.counts[..., None] + states)
+        value = np.zeros(states)
+        for t in range(self.horizon - 1, -1, -1):
+            self.q[t] = rewards + transitions @ value
+            value = self.q[t].max(axis=1)
+
+    def select(self, state: int, t: int) -> int:
+        if self.epsilon and self.rng.random() < self.epsilon:
+            return int(self.rng.integers(self.q.shape[-1]))
+        return _argmax_random_ties(self.q[t, state], self.rng)
+
+    def observe(self, state: int, action: int, reward: float, next_state: int) -> None:
+        self.counts[state, action] += 1
+        self.reward_sums[state, action] += reward
+        self.transition_counts[state, action, next_state] += 1
+
+
+def mdp_trial_returns(
+    env: gym.Env,
+    tasks: list[Any],
+    episodes: int,
+    policy: str,
+    seed: int,
+) -> np.ndarray:
+    """Total reward of one `episodes`-long trial per task for `policy` in MDP_POLICIES."""
+    inner = env.unwrapped
+    states, actions, horizon = int(inner.states), int(inner.actions), int(inner.horizon)
+    totals = np.zeros(len(tasks))
+    for i, task in enumerate(tasks):
+        set_task(env, task)
+        rng = np.random.default_rng([seed, i])
+        agent = MDPModelAgent(states, actions, horizon, MDP_POLICIES[policy], rng)
+        obs, _ = env.reset(seed=seed + i)
+        for _ in range(episodes):
+            if agent.epsilon < 1.0:
+                agent.plan()
+            state, t, done = int(np.argmax(obs)), 0, False
+            while not done:
+                action = agent.select(state, t)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                next_state = int(np.argmax(obs))
+                agent.observe(state, action, float(reward), next_state)
+                totals[i] += reward
+                state, t, done = next_state, t + 1, terminated or truncated
+            obs, _ = env.reset()
+    return totals
+
+
+MDP_POLICIES: dict[str, float] = {"random": 1.0, "greedy": 0.0, "eps_greedy": 0.1}
+"""Policy name -> ε; random (ε = 1) draws every action uniformly and never plans."""
