@@ -166,7 +166,7 @@ def _say(message: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlmeta.config_io import load_config
-    from rlmeta.train import train
+    from rlmeta.train import progress_keys, train
 
     overrides = list(args.overrides)
     if args.address is not None:
@@ -176,14 +176,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}")
     _say(f"rlmeta: training {config.algorithm} on {config.env}; run directory {run_dir}")
     summary = train(config, run_dir, stop_after=args.stop_after)
-    _report_training(summary, run_dir)
+    _report_training(summary, run_dir, progress_keys(config))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from rlmeta import checkpoint
     from rlmeta.config_io import config_from_dict
-    from rlmeta.train import train
+    from rlmeta.train import progress_keys, train
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -196,13 +196,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return 0
     _say(f"rlmeta: resuming {run_dir} from {latest.name} (iteration {state['iteration']})")
     summary = train(config, run_dir, resume=True, stop_after=args.stop_after)
-    _report_training(summary, run_dir)
+    _report_training(summary, run_dir, progress_keys(config))
     return 0
 
 
-def _report_training(summary: dict[str, Any], run_dir: Path) -> None:
-    returns = {k: v for k, v in summary.items() if k.startswith("return/") and v is not None}
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in returns.items())
+def _report_training(summary: dict[str, Any], run_dir: Path, keys: tuple[str, ...]) -> None:
+    shown = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if summary.get(k) is not None)
     done = summary.get("iteration", -1) + 1
     print(f"run {run_dir}: {done} iterations, {summary.get('env_steps', 0)} env steps; {shown}")
     print(f"evaluate with: rlmeta evaluate {run_dir}")

@@ -198,7 +198,7 @@ class _Driver:
                 f"env errors"
             )
         learned = self.runtime.learn(results)
-        self.env_steps += sum(result.env_steps for result in results)
+        self.env_steps += sum(int(result.env_steps) for result in results)
         task_metrics = mean_task_metrics(results)
         timings = self.runtime.timings()
         iteration_s = time.perf_counter() - start
