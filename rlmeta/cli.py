@@ -252,7 +252,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _sampler_benchmark() -> Any:
     import importlib
 
-    for module_name in ("rlmeta.distributed", "rlmeta.distributed.benchmark"):
+    # The distributed package exports it; the submodules are where it may live before that.
+    for module_name in (
+        "rlmeta.distributed",
+        "rlmeta.distributed.benchmark",
+        "rlmeta.distributed.bench",
+        "rlmeta.distributed.sampler",
+    ):
         try:
             module = importlib.import_module(module_name)
         except ImportError:
