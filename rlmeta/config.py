@@ -33,7 +33,7 @@ class MAMLConfig:
     episodes_per_task: int = 20
     """Episodes sampled per task for each inner step and for the post-adaptation estimate."""
     inner_steps: int = 1
-    """Policy-gradient steps in the inner loop during training."""
+    """Policy-gradient steps in the inner loop during training (0: multi-task, no adaptation)."""
     inner_lr: float = 0.1
     """Inner-loop step size (the initial value when learned)."""
     learn_inner_lr: bool = False

@@ -52,7 +52,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "policy.hidden_sizes": _POSITIVE,
     "maml.meta_batch_size": _POSITIVE,
     "maml.episodes_per_task": _POSITIVE,
-    "maml.inner_steps": _POSITIVE,
+    "maml.inner_steps": _NON_NEGATIVE,
     "maml.inner_lr": _POSITIVE,
     "maml.gamma": _UNIT_OPEN_LOW,
     "maml.gae_lambda": _UNIT,

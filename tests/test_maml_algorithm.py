@@ -189,7 +189,8 @@ def test_non_finite_loss_in_update_raises_and_leaves_weights():
     [
         ({"estimator": "loaded"}, "maml.estimator 'loaded'"),
         ({"outer": "sgd"}, "maml.outer 'sgd'"),
-        ({"inner_steps": 0}, "maml.inner_steps must be >= 1"),
+        ({"inner_steps": -1}, "maml.inner_steps must be >= 0"),
+        ({"inner_steps": 0, "outer": "reptile"}, "maml.inner_steps 0"),
         ({"outer": "reptile", "learn_inner_lr": True}, "learn_inner_lr"),
     ],
 )

@@ -46,10 +46,18 @@ def validate_maml_config(config: MAMLConfig) -> None:
         )
     if config.outer not in OUTERS:
         raise ValueError(f"maml.outer {config.outer!r} is not one of {', '.join(OUTERS)}")
-    for name in ("inner_steps", "episodes_per_task", "meta_batch_size", "cg_iters", "ppo_epochs",
+    for name in ("episodes_per_task", "meta_batch_size", "cg_iters", "ppo_epochs",
                  "ls_max_steps"):
         if getattr(config, name) < 1:
             raise ValueError(f"maml.{name} must be >= 1, got {getattr(config, name)}")
+    # 0 inner steps is plain multi-task training of one policy: the paper's "pretrained" baseline.
+    if config.inner_steps < 0:
+        raise ValueError(f"maml.inner_steps must be >= 0, got {config.inner_steps}")
+    if config.inner_steps == 0 and (config.learn_inner_lr or config.outer == "reptile"):
+        raise ValueError(
+            "maml.inner_steps 0 has no inner loop to learn a step size for or to move towards; "
+            "expected learn_inner_lr false and outer trpo or ppo"
+        )
     if not config.eval_inner_lrs:
         raise ValueError("maml.eval_inner_lrs is empty; expected at least one step size")
     if config.learn_inner_lr and config.outer == "reptile":
@@ -281,7 +289,8 @@ class MAMLAlgorithm:
         with torch.no_grad():
             values = []
             for task in tasks:
-                batch = task.inner[0]
+                # The episodes sampled with θ itself (the only ones when inner_steps is 0).
+                batch = task.inner[0] if task.inner else task.post
                 entropy = self.policy.distribution(batch.observations).entropy()
                 values.append((entropy * batch.mask).sum() / batch.mask.sum())
             return float(torch.stack(values).mean())

@@ -60,10 +60,11 @@ def meta_objective(
         raise ValueError("meta-batch is empty; expected at least one task")
     objectives, kls, olds, adapted_all = [], [], [], []
     for i, task in enumerate(tasks):
+        # No inner batches (inner_steps 0): the objective is that of θ itself, multi-task TRPO/PPO.
         adapted = adapt(
             policy, params, task.inner, [step_size] * len(task.inner), estimator, first_order,
             None if fixed_weights is None else fixed_weights[i], where=f" on task {i}",
-        )[-1]
+        )[-1] if task.inner else params
         distribution = policy.distribution(task.post.observations, adapted)
         log_probs = distribution.log_prob(task.post.actions)
         if clip is None:
