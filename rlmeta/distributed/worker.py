@@ -154,6 +154,10 @@ class RolloutWorker:
         self.weights.update(version, weights_handle)
         return evaluate_task(self.algorithm, self.envs, spec, adapt_steps)
 
+    def ready(self) -> bool:
+        """Answers once the worker (or its restarted replacement) is up."""
+        return True
+
     def reset_weights(self) -> None:
         """Forget the loaded version, so the next one published is fetched even if not newer
         (after a checkpoint is restored at an earlier version)."""

@@ -1,0 +1,309 @@
+"""The Ray runtime: rollout worker actors, a learner actor and the driver-side scheduler.
+
+Tasks wait in one queue and go to whichever worker has room (`TASKS_PER_WORKER` in flight each,
+so a worker never idles while the driver handles its last result). Each dispatch carries the
+newest (version, [ObjectRef]) from the parameter server; the ref is wrapped in a list so Ray
+hands it over unresolved and the worker fetches only versions it lacks. A task whose worker died
+is queued again with the same seed, up to `max_task_retries` times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
+from rlmeta.config import ExperimentConfig
+from rlmeta.distributed import runtime as rt
+from rlmeta.distributed.errors import RolloutError, TaskFailure
+from rlmeta.distributed.learner import Learner
+from rlmeta.distributed.parameter_server import ParameterServer
+from rlmeta.distributed.placement import learner_placement
+from rlmeta.distributed.worker import RolloutWorker
+
+TASKS_PER_WORKER = 2
+# Calls sent to a restarting actor fail at once; wait this long between readiness probes.
+PROBE_INTERVAL_S = 0.1
+# Ray restarts a dead worker actor as often as needed; what bounds a run that keeps losing
+# workers is max_task_retries per task.
+WORKER_MAX_RESTARTS = -1
+
+
+def fetch_ref(handle: list[ray.ObjectRef]) -> Weights:
+    """Weights client `fetch` under Ray: resolve the wrapped ObjectRef (shared memory per node)."""
+    return ray.get(handle[0])
+
+
+def put_ref(weights: Weights) -> ray.ObjectRef:
+    return ray.put(weights)
+
+
+def init_ray(config: ExperimentConfig) -> bool:
+    """Connect to Ray; returns True when this call started it (so shutdown stops it).
+
+    An already initialised Ray is reused; no address starts a local instance bound to
+    localhost with a CPU per worker plus one for the learner; "auto" joins a running cluster.
+    """
+    if ray.is_initialized():
+        return False
+    if config.address is None:
+        ray.init(
+            address=None,
+            num_cpus=config.workers + 1,
+            include_dashboard=False,
+            configure_logging=False,
+        )
+    else:
+        ray.init(address=config.address)
+    return True
+
+
+@dataclass
+class _Job:
+    """One queued or running piece of work."""
+
+    spec: TaskSpec
+    handle: rt.SampleHandle
+    kind: str = "run"  # run or evaluate
+    adapt_steps: int = 0
+    weights: tuple[int | None, list[Any]] | None = None  # evaluate with given weights
+    attempts: int = 0
+    worker: int = -1
+    generation: int = 0
+
+
+@dataclass
+class _Pending:
+    """A handle's progress: outcomes by task index, and when sampling started."""
+
+    outcomes: dict[int, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    open_jobs: int = 0
+
+
+class RayRuntime:
+    """`Runtime` over Ray actors. See the module docstring for scheduling and faults."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        algorithm_factory: Callable[[str], Algorithm],
+        env_factory: Callable[[], gym.Env],
+    ) -> None:
+        rt.check_runtime_config(config)
+        if config.workers < 1:
+            raise ValueError(f"RayRuntime needs workers >= 1, got {config.workers}")
+        self.config = config
+        self._started_ray = init_ray(config)
+        self.device, gpus = learner_placement(config.device, ray.cluster_resources())
+        self._timings = rt.Timings()
+        self.learner = (
+            ray.remote(Learner)
+            .options(num_cpus=1, num_gpus=gpus)
+            .remote(algorithm_factory, self.device, put_ref)
+        )
+        worker_class = ray.remote(RolloutWorker).options(
+            num_cpus=1, max_restarts=WORKER_MAX_RESTARTS, scheduling_strategy="SPREAD"
+        )
+        self.workers = [
+            worker_class.remote(algorithm_factory, env_factory, config.envs_per_worker, fetch_ref)
+            for _ in range(config.workers)
+        ]
+        self._generation = [0] * config.workers
+        self._load = [0] * config.workers
+        self._state = ["ready"] * config.workers  # ready, recovering or dead
+        self._probes: dict[ray.ObjectRef, int] = {}
+        self._queue: deque[_Job] = deque()
+        self._running: dict[ray.ObjectRef, _Job] = {}
+        self.parameter_server = ParameterServer()
+        self._publish(0, *ray.get(self.learner.publish.remote()))
+
+    # ---- weights ----------------------------------------------------------------------------
+
+    def _publish(self, version: int, handle: list[Any], put_s: float) -> None:
+        self.parameter_server.publish(version, handle)
+        self._timings.add("broadcast_s", put_s)
+
+    @property
+    def weights_version(self) -> int:
+        return self.parameter_server.version
+
+    def get_weights(self) -> Weights:
+        return fetch_ref(self.parameter_server.latest()[1])
+
+    def broadcast(self) -> float:
+        """Make every worker load the newest weights now; returns the seconds it took."""
+        start = time.perf_counter()
+        version, handle = self.parameter_server.latest()
+        ray.get([worker.sync_weights.remote(version, handle) for worker in self.workers])
+        return time.perf_counter() - start
+
+    # ---- scheduling -------------------------------------------------------------------------
+
+    def _enqueue(self, job: _Job) -> None:
+        self._queue.append(job)
+        job.handle.pending.open_jobs += 1
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            ready = [i for i, state in enumerate(self._state) if state == "ready"]
+            if not ready and not self._probes:
+                raise RolloutError(
+                    f"all {len(self.workers)} rollout workers died and cannot be restarted"
+                )
+            worker = min(ready, key=lambda i: self._load[i], default=None)
+            if worker is None or self._load[worker] >= TASKS_PER_WORKER:
+                return
+            job = self._queue.popleft()
+            job.worker, job.generation = worker, self._generation[worker]
+            actor = self.workers[worker]
+            if job.kind == "run":
+                version, handle = self.parameter_server.latest()
+                ref = actor.run.remote(job.spec, version, handle)
+            else:
+                version, handle = job.weights or self.parameter_server.latest()
+                ref = actor.evaluate.remote(job.spec, job.adapt_steps, version, handle)
+            self._load[worker] += 1
+            self._running[ref] = job
+
+    def _lost(self, job: _Job, error: RayActorError) -> None:
+        """The job's worker died: hold it back until it answers again, count the death once,
+        and queue the job again with the same seed."""
+        if job.generation == self._generation[job.worker]:
+            self._generation[job.worker] += 1
+            self._timings.add("restarted_workers", 1)
+            self._probe(job.worker)
+        job.attempts += 1
+        if job.attempts > self.config.max_task_retries:
+            raise RolloutError(
+                f"task {job.spec.index} (seed {job.spec.seed}) was lost with its worker "
+                f"{job.attempts} times, more than max_task_retries={self.config.max_task_retries}: "
+                f"{str(error).splitlines()[0]}"
+            )
+        job.handle.pending.open_jobs += 1
+        self._queue.appendleft(job)
+
+    def _probe(self, worker: int) -> None:
+        self._state[worker] = "recovering"
+        self._probes[self.workers[worker].ready.remote()] = worker
+
+    def _probed(self, ref: ray.ObjectRef) -> None:
+        worker = self._probes.pop(ref)
+        try:
+            ray.get(ref)
+        except ActorUnavailableError:
+            time.sleep(PROBE_INTERVAL_S)
+            self._probe(worker)
+            return
+        except ActorDiedError:
+            self._state[worker] = "dead"
+            return
+        self._state[worker] = "ready"
+
+    def _step(self) -> None:
+        """Dispatch, wait for one job to finish, and file its outcome under its handle."""
+        self._dispatch()
+        start = time.perf_counter()
+        done, _ = ray.wait([*self._running, *self._probes], num_returns=1)
+        self._timings.add("waiting_s", time.perf_counter() - start)
+        ref = done[0]
+        if ref in self._probes:
+            self._probed(ref)
+            return
+        job = self._running.pop(ref)
+        self._load[job.worker] -= 1
+        job.handle.pending.open_jobs -= 1
+        try:
+            outcome = ray.get(ref)
+        except RayActorError as error:
+            self._lost(job, error)
+            return
+        job.handle.pending.outcomes[job.spec.index] = outcome
+
+    def _finish(self, handle: rt.SampleHandle) -> dict[int, Any]:
+        pending: _Pending = handle.pending
+        while pending.open_jobs:
+            self._step()
+        return pending.outcomes
+
+    # ---- Runtime ----------------------------------------------------------------------------
+
+    def submit(self, specs: list[TaskSpec]) -> rt.SampleHandle:
+        rt.check_specs(specs)
+        handle = rt.SampleHandle(list(specs), self.weights_version, pending=_Pending())
+        for spec in specs:
+            self._enqueue(_Job(spec, handle))
+        self._dispatch()
+        return handle
+
+    def collect(self, handle: rt.SampleHandle) -> list[TaskResult]:
+        if handle.pending is None:
+            raise ValueError(f"sample handle {handle.id} was already collected")
+        bound = rt.staleness_bound(self.config)
+        outcomes = self._finish(handle)
+        # Learn may have run since these were sampled: resample the too-old ones, same seeds.
+        stale = [s for s in handle.specs if isinstance(outcomes[s.index], TaskResult)
+                 and rt.is_stale(outcomes[s.index], self.weights_version, bound)]
+        for spec in stale:
+            self._enqueue(_Job(spec, handle))
+        outcomes = self._finish(handle)
+        self._timings.add("sampling_s", time.perf_counter() - handle.pending.started)
+        handle.pending = None
+        results: dict[int, TaskResult] = {}
+        for spec in handle.specs:
+            outcome = outcomes[spec.index]
+            if isinstance(outcome, TaskFailure):
+                rt.handle_failure(outcome, self.config.on_env_error, self._timings)
+                continue
+            results[spec.index] = outcome
+            self._timings.add("env_steps", outcome.env_steps)
+        return rt.order_results(results)
+
+    def learn(self, results: list[TaskResult]) -> dict[str, float]:
+        version = self.weights_version
+        start = time.perf_counter()
+        metrics, handle, update_s, put_s = ray.get(self.learner.update.remote(results))
+        self._timings.add("learner_s", time.perf_counter() - start)
+        self._publish(version + 1, handle, put_s)
+        return rt.learn_metrics(metrics, results, version)
+
+    def evaluate(
+        self, specs: list[TaskSpec], adapt_steps: int, weights: Weights | None = None
+    ) -> list[dict[str, float]]:
+        rt.check_specs(specs)
+        given = (None, [ray.put(weights)]) if weights is not None else None
+        handle = rt.SampleHandle(list(specs), self.weights_version, pending=_Pending())
+        for spec in specs:
+            self._enqueue(_Job(spec, handle, "evaluate", adapt_steps, given))
+        outcomes = self._finish(handle)
+        return [rt.evaluation_metrics(outcomes[spec.index]) for spec in specs]
+
+    def state_dict(self) -> dict:
+        return {
+            "algorithm": ray.get(self.learner.state_dict.remote()),
+            "weights_version": self.weights_version,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        ray.get(self.learner.load_state_dict.remote(state["algorithm"]))
+        # The saved version may be older than what workers hold: start the versions afresh.
+        ray.get([worker.reset_weights.remote() for worker in self.workers])
+        self.parameter_server = ParameterServer()
+        self._publish(int(state["weights_version"]), *ray.get(self.learner.publish.remote()))
+
+    def timings(self) -> dict[str, float]:
+        return self._timings.pop()
+
+    def shutdown(self) -> None:
+        for actor in [*self.workers, self.learner]:
+            ray.kill(actor)
+        self.workers = []
+        if self._started_ray:
+            ray.shutdown()

@@ -1,0 +1,165 @@
+"""RayRuntime on one local Ray instance (3 logical CPUs: a learner and two workers).
+
+Actor start-up dominates these tests, so most of them share one runtime and set the config
+fields they exercise; the fault tests run last because they kill its workers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import ray
+import test_distributed_fakes as fakes
+import torch
+from ray import cloudpickle
+from test_distributed_fakes import make_broken_env, make_fake_algorithm, make_fake_env, specs
+
+from rlmeta.algorithm import TaskSpec
+from rlmeta.config import ExperimentConfig
+from rlmeta.distributed import RolloutError, make_runtime
+from rlmeta.distributed.ray_runtime import RayRuntime
+
+pytestmark = pytest.mark.ray
+
+
+def config(**overrides) -> ExperimentConfig:
+    values = {"workers": 2, "envs_per_worker": 2, "device": "cpu", **overrides}
+    return ExperimentConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    torch.set_num_threads(1)
+    # The fakes live in the tests folder, which worker processes cannot import.
+    cloudpickle.register_pickle_by_value(fakes)
+    ray.init(num_cpus=3, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+    cloudpickle.unregister_pickle_by_value(fakes)
+
+
+@pytest.fixture(scope="module")
+def shared(ray_instance):
+    runtime = make_runtime(config(), make_fake_algorithm, make_fake_env)
+    assert isinstance(runtime, RayRuntime)
+    # Wait for the actors, so a kill lands mid-task rather than mid-start.
+    ray.get([worker.ready.remote() for worker in runtime.workers])
+    yield runtime
+    runtime.shutdown()
+
+
+@pytest.fixture
+def runtime(shared: RayRuntime):
+    shared.config = config()
+    shared.timings()
+    return shared
+
+
+def iterate(runtime, iterations: int = 2, n_tasks: int = 5) -> list:
+    per_iteration = []
+    for i in range(iterations):
+        results = runtime.collect(runtime.submit(specs(n_tasks, seed=i)))
+        runtime.learn(results)
+        per_iteration.append(results)
+    return per_iteration
+
+
+def fresh_local_run() -> list:
+    return iterate(make_runtime(config(workers=0), make_fake_algorithm, make_fake_env))
+
+
+def test_one_worker_samples_what_the_local_runtime_samples(ray_instance) -> None:
+    # Runs before the shared runtime exists: the instance has CPUs for one runtime at a time.
+    one_worker = make_runtime(config(workers=1), make_fake_algorithm, make_fake_env)
+    try:
+        one = iterate(one_worker)
+    finally:
+        one_worker.shutdown()
+    for a, b in zip(fresh_local_run(), one, strict=True):
+        assert fakes.same_results(a, b)
+
+
+def test_unbuildable_envs_stop_the_run_with_the_reason(ray_instance) -> None:
+    # Also before the shared runtime exists.
+    broken = make_runtime(config(workers=1, on_env_error="drop"), make_fake_algorithm,
+                          make_broken_env)
+    try:
+        with pytest.raises(RolloutError, match="could not build its envs.*no display"):
+            broken.collect(broken.submit(specs(2)))
+    finally:
+        broken.shutdown()
+
+
+def test_two_workers_sample_and_learn_what_the_local_runtime_does(runtime: RayRuntime) -> None:
+    local = make_runtime(config(workers=0), make_fake_algorithm, make_fake_env)
+    runtime.load_state_dict(local.state_dict())  # back to version 0 with fresh weights
+    two = iterate(runtime)
+    for a, b in zip(iterate(local), two, strict=True):
+        assert fakes.same_results(a, b)
+    assert [r.weights_version for r in two[1]] == [1] * 5
+    assert torch.equal(runtime.get_weights()["mean"], local.get_weights()["mean"])
+    assert runtime.timings()["env_steps"] == 2 * 5 * fakes.SEQUENCES * fakes.HORIZON
+
+
+def test_env_errors_raise_or_are_dropped_and_counted(runtime: RayRuntime) -> None:
+    batch = specs(3)
+    batch[2] = TaskSpec(2, {"goal": -1.0, "fail_at": 3}, seed=2)
+    runtime.config.on_env_error = "drop"
+    assert [r.index for r in runtime.collect(runtime.submit(batch))] == [0, 1]
+    assert runtime.timings()["dropped_tasks"] == 1.0
+    runtime.config.on_env_error = "raise"
+    with pytest.raises(RolloutError, match=r"FakeTaskEnv.*goal=-1.000.*step 3"):
+        runtime.collect(runtime.submit(batch))
+    with pytest.raises(RolloutError, match=r"FakeTaskEnv.*step 3"):
+        runtime.evaluate(batch, adapt_steps=1)
+
+
+def test_async_staleness_is_reported_and_bounded(runtime: RayRuntime) -> None:
+    runtime.config.mode, runtime.config.max_staleness = "async", 1
+    start = runtime.weights_version
+    first = runtime.collect(runtime.submit(specs(4)))
+    ahead = runtime.collect(runtime.submit(specs(4, seed=1)))  # sampled before the learn
+    assert runtime.learn(first)["weights_version"] == start + 1
+    assert runtime.learn(ahead)["staleness"] == 1.0
+    # Two versions behind by collect time: over the bound, so resampled with the newest.
+    late = runtime.submit(specs(2, seed=2))
+    runtime._finish(late)
+    runtime.learn(first)
+    runtime.learn(first)
+    assert [r.weights_version for r in runtime.collect(late)] == [start + 4] * 2
+
+
+def test_evaluate_state_dict_and_restore_at_an_older_version(runtime: RayRuntime) -> None:
+    saved = runtime.state_dict()
+    mean = float(saved["algorithm"]["mean"][0])
+    iterate(runtime)
+    current = runtime.evaluate(specs(3), adapt_steps=1)
+    given = runtime.evaluate(specs(3), adapt_steps=1, weights={"mean": torch.tensor([-1.0])})
+    assert [m["mean"] for m in current] == [mean + 0.5] * 3
+    assert [m["mean"] for m in given] == [-1.0] * 3
+    runtime.load_state_dict(saved)
+    assert runtime.weights_version == saved["weights_version"]
+    assert [m["mean"] for m in runtime.evaluate(specs(3), adapt_steps=1)] == [mean] * 3
+    timings = runtime.timings()
+    assert timings["learner_s"] > 0 and timings["waiting_s"] > 0 and timings["sampling_s"] > 0
+    assert runtime.broadcast() > 0
+
+
+def test_killed_worker_mid_iteration_gives_the_undisturbed_results(runtime: RayRuntime) -> None:
+    batch = specs(6, delay=0.03)
+    expected = runtime.collect(runtime.submit(batch))
+    handle = runtime.submit(batch)
+    time.sleep(0.3)  # both workers are inside their first tasks
+    ray.kill(runtime.workers[0], no_restart=False)
+    assert fakes.same_results(expected, runtime.collect(handle))
+    assert runtime.timings()["restarted_workers"] == 1.0
+    # The replacement fetches the weights again and samples the same episodes.
+    assert fakes.same_results(expected, runtime.collect(runtime.submit(batch)))
+
+    runtime.config.max_task_retries = 0
+    handle = runtime.submit(batch)
+    time.sleep(0.3)
+    ray.kill(runtime.workers[1], no_restart=False)
+    with pytest.raises(RolloutError, match="max_task_retries=0"):
+        runtime.collect(handle)
