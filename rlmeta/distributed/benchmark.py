@@ -1,0 +1,135 @@
+"""Sampler throughput: env steps per second through the Ray workers versus one plain process.
+
+`sampler_benchmark` is what `rlmeta bench` and `benchmarks/sampler.py` call. Both measurements
+step the same envs with the same MLP policy (one batched forward per step, as in training); the
+only difference is Ray, so `ratio` shows what distribution costs per worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlmeta.algorithm import TaskResult, TaskSpec, Weights
+from rlmeta.config import ExperimentConfig, PolicyConfig
+from rlmeta.distributed.ray_runtime import RayRuntime
+from rlmeta.distributed.worker import build_envs, sample_task
+from rlmeta.policies import FeedForwardActor, make_policy
+from rlmeta.rollout import sample_rollout
+from rlmeta.tasks import make_task_env, sample_tasks
+
+
+class SamplingOnlyAlgorithm:
+    """The `Algorithm` protocol with sampling only: one episode per env with an MLP policy.
+
+    `update` learns nothing; it nudges the weights so each version differs, which is all a
+    broadcast measurement needs.
+    """
+
+    def __init__(self, env_id: str, device: str = "cpu") -> None:
+        env = make_task_env(env_id)
+        self.policy = make_policy(env.observation_space, env.action_space, PolicyConfig())
+        env.close()
+        self.params = {k: v.detach().clone() for k, v in self.policy.named_parameters()}
+
+    def get_weights(self) -> Weights:
+        return {k: v.clone() for k, v in self.params.items()}
+
+    def set_weights(self, weights: Weights) -> None:
+        self.params = {k: v.clone() for k, v in weights.items()}
+
+    def run_task(self, envs: list[gym.Env], spec: TaskSpec, weights_version: int) -> TaskResult:
+        actor = FeedForwardActor(self.policy, self.params, torch.Generator().manual_seed(spec.seed))
+        rollout = sample_rollout(envs, actor, len(envs), seed=spec.seed, task=spec.task,
+                                 weights_version=weights_version)
+        return TaskResult(spec.index, spec.task, spec.seed, weights_version, [rollout],
+                          env_steps=rollout.num_steps)
+
+    def update(self, results: list[TaskResult]) -> dict[str, float]:
+        self.params = {k: v + 1e-3 for k, v in self.params.items()}
+        return {}
+
+    def evaluate_task(self, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int):
+        return {"return": self.run_task(envs, spec, -1).rollouts[0].mean_return()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": self.get_weights()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.set_weights(state["params"])
+
+
+def _specs(env_id: str, n: int, seed: int) -> list[TaskSpec]:
+    env = make_task_env(env_id)
+    tasks = sample_tasks(env, n, np.random.default_rng(seed))
+    env.close()
+    return [TaskSpec(i, task, seed=seed * 100_003 + i) for i, task in enumerate(tasks)]
+
+
+def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec]) -> float:
+    """The same tasks stepped in this process with no Ray in between."""
+    algorithm = SamplingOnlyAlgorithm(env_id)
+    envs = build_envs(functools.partial(make_task_env, env_id), envs_per_worker)
+    sample_task(algorithm, envs, specs[0], 0)  # warm-up: first MuJoCo steps, torch kernels
+    start, steps = time.perf_counter(), 0
+    for spec in specs:
+        steps += sample_task(algorithm, envs, spec, 0).env_steps
+    elapsed = time.perf_counter() - start
+    for env in envs:
+        env.close()
+    return steps / elapsed
+
+
+def sampler_benchmark(
+    env_id: str, workers: int, envs_per_worker: int, steps: int, seed: int = 0
+) -> dict[str, Any]:
+    """Measure sampling throughput; returns one JSON-ready dict.
+
+    `steps` is the total env-step budget through the Ray workers (rounded up to whole tasks of
+    one episode per env, a multiple of `workers`); the plain process samples one worker's share.
+    Also times one weights broadcast to every worker (`broadcast_s`).
+    """
+    if workers < 1 or envs_per_worker < 1 or steps < 1:
+        raise ValueError(
+            f"workers, envs_per_worker and steps must be >= 1, got {workers}, "
+            f"{envs_per_worker}, {steps}"
+        )
+    torch.set_num_threads(1)
+    horizon = make_task_env(env_id).spec.max_episode_steps or 200
+    per_task = envs_per_worker * horizon
+    n_tasks = workers * max(1, math.ceil(steps / (per_task * workers)))
+    specs = _specs(env_id, n_tasks, seed)
+    raw = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers])
+
+    config = ExperimentConfig(env=env_id, workers=workers, envs_per_worker=envs_per_worker,
+                              device="cpu", seed=seed)
+    runtime = RayRuntime(config, functools.partial(SamplingOnlyAlgorithm, env_id),
+                         functools.partial(make_task_env, env_id))
+    try:
+        runtime.collect(runtime.submit(specs[:workers]))  # warm-up: actors up, envs built
+        runtime.timings()
+        start = time.perf_counter()
+        results = runtime.collect(runtime.submit(specs))
+        elapsed = time.perf_counter() - start
+        measured = sum(r.env_steps for r in results)
+        runtime.learn(results[:1])
+        broadcast_s = runtime.broadcast()
+    finally:
+        runtime.shutdown()
+    steps_per_s = measured / elapsed
+    return {
+        "env_id": env_id,
+        "workers": workers,
+        "envs_per_worker": envs_per_worker,
+        "env_steps": measured,
+        "steps_per_s": round(steps_per_s, 1),
+        "raw_steps_per_s": round(raw, 1),
+        "ratio": round(steps_per_s / (workers * raw), 3),
+        "broadcast_s": round(broadcast_s, 4),
+    }
