@@ -71,11 +71,12 @@ ENVS: dict[str, EnvSetup] = {
             "train_iteration": 99, "train_return_step_0": -37.7, "train_return_step_1": -14.5,
             "heldout_tasks": 200, "heldout_return_step_0": -39.5,
             "heldout_return_step_1": -16.4, "s_per_iteration": 3.5, "env_steps_per_s": 22_800,
+            "policy": "64x64 tanh",
         },
     ),
     "halfcheetah_vel": EnvSetup(
         "experiments/maml_halfcheetah_vel.yaml", _LOCOMOTION,
-        peer={"s_per_iteration": 10.9, "env_steps_per_s": 14_600},
+        peer={"s_per_iteration": 10.9, "env_steps_per_s": 14_600, "policy": "64x64 tanh"},
     ),
     "halfcheetah_dir": EnvSetup("experiments/maml_halfcheetah_dir.yaml", _LOCOMOTION),
 }
@@ -102,6 +103,8 @@ def base_config(setup: EnvSetup, args: argparse.Namespace) -> ExperimentConfig:
     changes: dict[str, Any] = {"workers": args.workers, "eval_tasks": args.eval_tasks}
     if args.iterations is not None:
         changes["iterations"] = args.iterations
+    if args.policy is not None:
+        changes["policy"] = args.policy
     if args.quick:
         changes.update(iterations=args.iterations or 2, eval_tasks=args.eval_tasks)
         changes["maml"] = {"meta_batch_size": 4, "episodes_per_task": 4}
@@ -261,6 +264,14 @@ def format_markdown(result: dict[str, Any]) -> str:
         f"Normalised score after 1 step, (method − random init) / (oracle − random init): "
         f"**MAML {score['maml'][1]:.3f}**, pretrained {score['pretrained'][1]:.3f} "
         f"(after 3 steps: MAML {score['maml'][3]:.3f}, pretrained {score['pretrained'][3]:.3f}).",
+    ]
+    oracle, random_1 = curves["oracle"][1], curves["random init"][1]
+    if oracle["mean"] - random_1["mean"] <= oracle["ci95"] + random_1["ci95"]:
+        lines.append(
+            "The oracle does not clearly beat random init at this budget (the intervals "
+            "overlap), so the normalised score is not meaningful here."
+        )
+    lines += [
         "",
         "## What was run",
         "",
@@ -304,8 +315,14 @@ def _peer_lines(result: dict[str, Any]) -> list[str]:
     peer, maml = result["peer"], result["runs"]["maml"]
     if not peer:
         return ["No peer numbers for this env in REFERENCES.md."]
+    policy = maml["config"]["policy"]
+    ours = "x".join(map(str, policy["hidden_sizes"])) + " " + policy["activation"]
     lines = [
         "## Against the peer (pytorch-maml-rl on this machine kind, REFERENCES.md)",
+        "",
+        f"The peer ran its own config, a {peer['policy']} policy; rlmeta here runs the paper's "
+        f"{ours}, so time per iteration is not like for like (a larger network costs the "
+        f"learner more).",
         "",
         "| measure | pytorch-maml-rl | rlmeta MAML |",
         "| --- | --- | --- |",
@@ -338,8 +355,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="Ray rollout workers (0: local)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 iterations, meta-batch 4 × 4 episodes")
+    parser.add_argument("--policy", default=None, metavar="SIZESxACT",
+                        help="policy for every method, e.g. 64x64-tanh (default: the config's)")
+    parser.add_argument("--tag", default="",
+                        help="suffix of the result files: maml_<env>_<tag>.md")
     parser.add_argument("--out", default=None,
                         help="results folder (default benchmarks/results; --quick: /tmp)")
+    parser.add_argument("--from-json", default=None,
+                        help="only re-render the .md of an earlier run's .json (no training)")
     parser.add_argument("--run-root", default="/tmp/rlmeta_maml_bench",
                         help="where the training runs go (each method's folder is replaced)")
     args = parser.parse_args(argv)
@@ -348,6 +371,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not names:
         parser.error(f"--envs {args.envs!r}: expected names from {', '.join(ENVS)}")
     args.env_names = names
+    if args.policy is not None:
+        sizes, _, activation = args.policy.partition("-")
+        try:
+            hidden = [int(n) for n in sizes.split("x")]
+        except ValueError:
+            hidden = []
+        if not hidden or not activation:
+            parser.error(f"--policy {args.policy!r}: expected sizes-activation, e.g. 64x64-tanh")
+        args.policy = {"hidden_sizes": hidden, "activation": activation}
     if args.iterations is not None and args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
     if args.eval_tasks < 2:
@@ -364,13 +396,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python -m benchmarks.maml_tables " + shlex.join(
         sys.argv[1:] if argv is None else argv)
+    if args.from_json:
+        source = Path(args.from_json)
+        result = json.loads(source.read_text())
+        result["peer"] = ENVS[result["env"]].peer  # reference numbers may have been annotated
+        text = format_markdown(result)
+        source.write_text(json.dumps(result, indent=1) + "\n")
+        source.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for env_name in args.env_names:
         result = run_env(env_name, args, command)
         text = format_markdown(result)
-        (out / f"maml_{env_name}.md").write_text(text)
-        (out / f"maml_{env_name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        stem = f"maml_{env_name}" + (f"_{args.tag}" if args.tag else "")
+        (out / f"{stem}.md").write_text(text)
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(text, flush=True)
     return 0
 

@@ -132,7 +132,7 @@ def test_inner_steps_zero_rejects_what_needs_an_inner_loop():
 
 def test_benchmark_methods_share_env_steps_and_tasks():
     tables = _tables_module()
-    args = Namespace(workers=0, eval_tasks=5, iterations=3, quick=False)
+    args = Namespace(workers=0, eval_tasks=5, iterations=3, quick=False, policy=None)
     configs = tables.method_configs(tables.base_config(tables.ENVS["navigation2d"], args))
     maml, pretrained, oracle = configs["maml"], configs["pretrained"], configs["oracle"]
     steps = {name: c.maml.meta_batch_size * c.maml.episodes_per_task * (c.maml.inner_steps + 1)
