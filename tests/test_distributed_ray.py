@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import ray
 import test_distributed_fakes as fakes
@@ -15,10 +16,12 @@ import torch
 from ray import cloudpickle
 from test_distributed_fakes import make_broken_env, make_fake_algorithm, make_fake_env, specs
 
+from rlmeta import build
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig
+from rlmeta.config import ExperimentConfig, MAMLConfig, PolicyConfig
 from rlmeta.distributed import RolloutError, make_runtime
 from rlmeta.distributed.ray_runtime import RayRuntime
+from rlmeta.train import draw_task_specs
 
 pytestmark = pytest.mark.ray
 
@@ -89,6 +92,36 @@ def test_unbuildable_envs_stop_the_run_with_the_reason(ray_instance) -> None:
             broken.collect(broken.submit(specs(2)))
     finally:
         broken.shutdown()
+
+
+def test_real_maml_on_one_worker_matches_the_local_runtime(ray_instance) -> None:
+    # Also before the shared runtime exists. Tiny Navigation2D budget: a smoke test of the real
+    # algorithm through the workers and the learner actor, compared with one process.
+    cfg = ExperimentConfig(
+        algorithm="maml", env="rlmeta/Navigation2D-v0", envs_per_worker=2, device="cpu",
+        maml=MAMLConfig(meta_batch_size=2, episodes_per_task=2),
+        policy=PolicyConfig(hidden_sizes=[16]),
+    )
+    env = build.build_env(cfg)
+    batch = draw_task_specs(env, 2, np.random.default_rng(0))
+
+    def one_iteration(workers: int) -> tuple[list, dict]:
+        cfg.workers = workers
+        runtime = make_runtime(cfg, build.algorithm_factory(cfg), build.env_factory(cfg))
+        try:
+            results = runtime.collect(runtime.submit(batch))
+            return results, runtime.learn(results)
+        finally:
+            runtime.shutdown()
+
+    local_results, local_metrics = one_iteration(0)
+    ray_results, ray_metrics = one_iteration(1)
+    assert len(ray_results[0].rollouts) == cfg.maml.inner_steps + 1
+    for a, b in zip(local_results, ray_results, strict=True):
+        for x, y in zip(a.rollouts, b.rollouts, strict=True):
+            assert np.array_equal(x.actions, y.actions) and np.array_equal(x.rewards, y.rewards)
+    assert ray_metrics["weights_version"] == 1.0
+    assert ray_metrics == pytest.approx(local_metrics, rel=1e-5, abs=1e-6)
 
 
 def test_two_workers_sample_and_learn_what_the_local_runtime_does(runtime: RayRuntime) -> None:
