@@ -1,0 +1,122 @@
+"""Sampler benchmark: Ray workers versus one plain process, weights broadcast, MAML iteration split.
+
+    .venv/bin/python benchmarks/sampler.py [--steps 40000] [--out benchmarks/results]
+
+Writes sampler.json (all numbers) and sampler.md (a table). Target: ratio >= 0.8 with
+2 workers x 10 envs on rlmeta/HalfCheetahVel-v0. The load average at the start and end is
+recorded, because numbers taken on a shared machine are only indicative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from rlmeta import build
+from rlmeta.config import ExperimentConfig, MAMLConfig
+from rlmeta.distributed.benchmark import sampler_benchmark
+from rlmeta.distributed.ray_runtime import RayRuntime
+from rlmeta.train import draw_task_specs
+
+ENV_ID = "rlmeta/HalfCheetahVel-v0"
+
+
+def maml_iteration_timings(workers: int, envs_per_worker: int, iterations: int = 2) -> dict:
+    """Seconds per MAML-TRPO iteration split into sampling, learner and waiting (last iteration;
+    the first one includes actor start-up)."""
+    config = ExperimentConfig(
+        algorithm="maml", env=ENV_ID, workers=workers, envs_per_worker=envs_per_worker,
+        device="cpu", maml=MAMLConfig(meta_batch_size=4, episodes_per_task=envs_per_worker),
+    )
+    env = build.build_env(config)
+    factory = build.algorithm_factory(config, env.observation_space, env.action_space)
+    runtime = RayRuntime(config, factory, build.env_factory(config))
+    rng = np.random.default_rng(0)
+    try:
+        for _ in range(iterations):
+            runtime.timings()
+            start = time.perf_counter()
+            handle = runtime.submit(draw_task_specs(env, config.maml.meta_batch_size, rng))
+            runtime.learn(runtime.collect(handle))
+            total = time.perf_counter() - start
+            timings = runtime.timings()
+    finally:
+        runtime.shutdown()
+    return {
+        "workers": workers,
+        "envs_per_worker": envs_per_worker,
+        "meta_batch_size": config.maml.meta_batch_size,
+        "episodes_per_task": config.maml.episodes_per_task,
+        "iteration_s": round(total, 3),
+        **{key: round(value, 4) for key, value in timings.items()},
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Sampler benchmark",
+        "",
+        f"Machine: {report['machine']}; load average {report['load_before']} before, "
+        f"{report['load_after']} after. **Provisional**: taken while other engineers' jobs shared "
+        "the 2 CPU cores, so the multi-worker ratio is bounded by the cores left over.",
+        "",
+        "| env | workers × envs | steps/s (Ray) | raw steps/s (1 process) | ratio | broadcast s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["sampler"]:
+        lines.append(
+            f"| {row['env_id']} | {row['workers']} × {row['envs_per_worker']} | "
+            f"{row['steps_per_s']} | {row['raw_steps_per_s']} | {row['ratio']} | "
+            f"{row['broadcast_s']} |"
+        )
+    maml = report["maml_iteration"]
+    lines += [
+        "",
+        f"MAML-TRPO iteration on {ENV_ID} ({maml['workers']} workers × {maml['envs_per_worker']} "
+        f"envs, {maml['meta_batch_size']} tasks × {maml['episodes_per_task']} episodes, pre- and "
+        f"post-adaptation): {maml['iteration_s']} s total; sampling {maml['sampling_s']} s, "
+        f"driver waiting {maml['waiting_s']} s, learner {maml['learner_s']} s, "
+        f"weights put {maml['broadcast_s']} s, {int(maml['env_steps'])} env steps.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40_000)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "sampler": [],
+    }
+    ray.init(num_cpus=3, include_dashboard=False, configure_logging=False)
+    try:
+        for workers in (2, 1):
+            row = sampler_benchmark(ENV_ID, workers, 10, args.steps)
+            print(json.dumps(row))
+            report["sampler"].append(row)
+        report["maml_iteration"] = maml_iteration_timings(2, 10)
+        print(json.dumps(report["maml_iteration"]))
+    finally:
+        ray.shutdown()
+    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sampler.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "sampler.md").write_text(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
