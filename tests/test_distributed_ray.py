@@ -20,6 +20,7 @@ from rlmeta import build
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, MAMLConfig, PolicyConfig
 from rlmeta.distributed import RolloutError, make_runtime
+from rlmeta.distributed.benchmark import sampler_benchmark
 from rlmeta.distributed.ray_runtime import RayRuntime
 from rlmeta.train import draw_task_specs
 
@@ -122,6 +123,15 @@ def test_real_maml_on_one_worker_matches_the_local_runtime(ray_instance) -> None
             assert np.array_equal(x.actions, y.actions) and np.array_equal(x.rewards, y.rewards)
     assert ray_metrics["weights_version"] == 1.0
     assert ray_metrics == pytest.approx(local_metrics, rel=1e-5, abs=1e-6)
+
+
+def test_sampler_benchmark_reports_both_throughputs(ray_instance) -> None:
+    # Also before the shared runtime exists.
+    row = sampler_benchmark("rlmeta/Navigation2D-v0", workers=1, envs_per_worker=2, steps=300)
+    assert row["workers"] == 1 and row["env_steps"] > 0
+    assert row["steps_per_s"] > 0 and row["raw_steps_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["steps_per_s"] / row["raw_steps_per_s"], rel=0.01)
+    assert row["broadcast_s"] > 0
 
 
 def test_two_workers_sample_and_learn_what_the_local_runtime_does(runtime: RayRuntime) -> None:

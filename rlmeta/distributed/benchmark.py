@@ -91,8 +91,9 @@ def sampler_benchmark(
 ) -> dict[str, Any]:
     """Measure sampling throughput; returns one JSON-ready dict.
 
-    `steps` is the total env-step budget through the Ray workers (rounded up to whole tasks of
-    one episode per env, a multiple of `workers`); the plain process samples one worker's share.
+    `steps` is the total env-step budget through the Ray workers, as whole tasks of one
+    full-length episode per env (a multiple of `workers`; episodes that end early make the
+    count smaller, reported as `env_steps`); the plain process samples one worker's share.
     Also times one weights broadcast to every worker (`broadcast_s`).
     """
     if workers < 1 or envs_per_worker < 1 or steps < 1:
