@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -150,6 +151,8 @@ def train_and_evaluate(
     start = time.perf_counter()
     last = train(config, run_dir)
     train_wall = time.perf_counter() - start
+    # Other work on the shared machine slows the run; the 1/5/15-minute load says how much.
+    load_after_training = list(os.getloadavg())
     rows = read_metrics(run_dir / METRICS_FILE)
     start = time.perf_counter()
     report = evaluate(run_dir, config.eval_tasks, "test", adapt_steps, run_dir / "eval-test",
@@ -167,7 +170,9 @@ def train_and_evaluate(
         "train_wall_s": train_wall,  # with Ray start-up and shutdown
         "s_per_iteration": float(last["time_s"]) / iterations,
         "env_steps_per_s": int(last["env_steps"]) / float(last["time_s"]),
+        **iteration_times(rows),
         "eval_wall_s": eval_wall,
+        "load_avg_after_training": load_after_training,
         "train_returns_last": {k: float(v) for k, v in last.items()
                                if k.startswith("return/step_")},
         "train_returns_first": {k: float(v) for k, v in rows[0].items()
@@ -177,6 +182,13 @@ def train_and_evaluate(
         "eval_random_init": _curve(_returns(report, "random init")),
         "config": config_to_dict(config),
     }
+
+
+def iteration_times(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Median and fastest seconds per iteration: less sensitive than the mean to other work
+    on the shared machine."""
+    times = sorted(float(row["iteration_s"]) for row in rows)
+    return {"median_iteration_s": times[len(times) // 2], "min_iteration_s": times[0]}
 
 
 def normalised_score(method: float, random_init: float, oracle: float) -> float:
@@ -287,9 +299,10 @@ def format_markdown(result: dict[str, Any]) -> str:
         f"Random init: the runs' untrained initial weights. Wall time of the training loop "
         f"(Ray start-up excluded; shared 2-core machine).",
         "",
-        "| method | iterations | env steps | wall time (s) | s / iteration | env steps / s | "
-        "train return at last iteration (before → after inner step) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| method | iterations | env steps | wall time (s) | s / iteration (mean, median, min) "
+        "| env steps / s | train return at last iteration (before → after inner step) "
+        "| load 1/5/15 min |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for method in TRAINED:
         run = runs[method]
@@ -297,8 +310,8 @@ def format_markdown(result: dict[str, Any]) -> str:
         trained = " → ".join(f"{last[k]:.2f}" for k in sorted(last))
         lines.append(
             f"| {method} | {run['iterations']} | {run['env_steps']:,} | "
-            f"{run['train_loop_s']:.0f} | {run['s_per_iteration']:.2f} | "
-            f"{run['env_steps_per_s']:,.0f} | {trained} |"
+            f"{run['train_loop_s']:.0f} | {_times(run)} | "
+            f"{run['env_steps_per_s']:,.0f} | {trained} | {_load(run)} |"
         )
     lines += ["", *_peer_lines(result)]
     gap = result["random_init_gap_maml_vs_pretrained"]
@@ -309,6 +322,18 @@ def format_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _times(run: dict[str, Any]) -> str:
+    if "median_iteration_s" not in run:
+        return f"{run['s_per_iteration']:.2f}"
+    return (f"{run['s_per_iteration']:.2f}, {run['median_iteration_s']:.2f}, "
+            f"{run['min_iteration_s']:.2f}")
+
+
+def _load(run: dict[str, Any]) -> str:
+    load = run.get("load_avg_after_training")
+    return "not recorded" if load is None else " / ".join(f"{x:.1f}" for x in load)
 
 
 def _peer_lines(result: dict[str, Any]) -> list[str]:
@@ -326,7 +351,8 @@ def _peer_lines(result: dict[str, Any]) -> list[str]:
         "",
         "| measure | pytorch-maml-rl | rlmeta MAML |",
         "| --- | --- | --- |",
-        f"| s per meta-iteration | {peer['s_per_iteration']} | {maml['s_per_iteration']:.2f} |",
+        f"| s per meta-iteration (rlmeta: mean, median, min) | {peer['s_per_iteration']} | "
+        f"{_times(maml)} |",
         f"| env steps / s end to end | {peer['env_steps_per_s']:,} | "
         f"{maml['env_steps_per_s']:,.0f} |",
     ]
@@ -400,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
         source = Path(args.from_json)
         result = json.loads(source.read_text())
         result["peer"] = ENVS[result["env"]].peer  # reference numbers may have been annotated
+        for run in result["runs"].values():
+            metrics = Path(run["run_dir"]) / METRICS_FILE
+            rows = read_metrics(metrics) if metrics.exists() else []
+            # Only the run this JSON describes (the folder is replaced by every new run).
+            if "median_iteration_s" not in run and len(rows) == run["iterations"]:
+                run.update(iteration_times(rows))
         text = format_markdown(result)
         source.write_text(json.dumps(result, indent=1) + "\n")
         source.with_suffix(".md").write_text(text)
