@@ -69,23 +69,8 @@ def iterate(runtime, iterations: int = 2, n_tasks: int = 5) -> list:
     return per_iteration
 
 
-def fresh_local_run() -> list:
-    return iterate(make_runtime(config(workers=0), make_fake_algorithm, make_fake_env))
-
-
-def test_one_worker_samples_what_the_local_runtime_samples(ray_instance) -> None:
-    # Runs before the shared runtime exists: the instance has CPUs for one runtime at a time.
-    one_worker = make_runtime(config(workers=1), make_fake_algorithm, make_fake_env)
-    try:
-        one = iterate(one_worker)
-    finally:
-        one_worker.shutdown()
-    for a, b in zip(fresh_local_run(), one, strict=True):
-        assert fakes.same_results(a, b)
-
-
 def test_unbuildable_envs_stop_the_run_with_the_reason(ray_instance) -> None:
-    # Also before the shared runtime exists.
+    # Runs before the shared runtime exists: the instance has CPUs for one runtime at a time.
     broken = make_runtime(config(workers=1, on_env_error="drop"), make_fake_algorithm,
                           make_broken_env)
     try:
