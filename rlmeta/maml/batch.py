@@ -31,11 +31,12 @@ def advantages(
     rollout: Rollout, gamma: float, gae_lambda: float, normalize: bool
 ) -> Tensor:
     """Per-step advantages `[T, N]` (float64) against a linear baseline fitted on this rollout."""
-    rewards = torch.as_tensor(rollout.rewards, dtype=torch.float64)
-    dones = torch.as_tensor(rollout.dones)
-    mask = torch.as_tensor(rollout.mask, dtype=torch.float64)
-    observations = torch.as_tensor(rollout.observations)
-    timesteps = torch.as_tensor(rollout.timesteps)
+    # torch.tensor copies: arrays that arrive through Ray's object store are read-only.
+    rewards = torch.tensor(rollout.rewards, dtype=torch.float64)
+    dones = torch.tensor(rollout.dones)
+    mask = torch.tensor(rollout.mask, dtype=torch.float64)
+    observations = torch.tensor(rollout.observations)
+    timesteps = torch.tensor(rollout.timesteps)
     returns = discounted_returns(rewards, dones, mask, gamma)
     baseline = LinearFeatureBaseline()
     baseline.fit(observations, returns, mask, timesteps)
@@ -65,11 +66,11 @@ def to_batch(
             )
     discrete = rollout.actions.dtype.kind in "iu"
     return EpisodeBatch(
-        observations=torch.as_tensor(rollout.observations, dtype=dtype, device=device),
-        actions=torch.as_tensor(
+        observations=torch.tensor(rollout.observations, dtype=dtype, device=device),
+        actions=torch.tensor(
             rollout.actions, dtype=torch.int64 if discrete else dtype, device=device
         ),
-        mask=torch.as_tensor(rollout.mask, dtype=dtype, device=device),
-        behaviour_log_probs=torch.as_tensor(rollout.log_probs, dtype=dtype, device=device),
+        mask=torch.tensor(rollout.mask, dtype=dtype, device=device),
+        behaviour_log_probs=torch.tensor(rollout.log_probs, dtype=dtype, device=device),
         advantages=advantages(rollout, gamma, gae_lambda, normalize).to(dtype=dtype, device=device),
     )
