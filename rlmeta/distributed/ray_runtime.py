@@ -55,7 +55,9 @@ def init_ray(config: ExperimentConfig) -> bool:
         return False
     if config.address is None:
         ray.init(
-            address=None,
+            # "local" always starts a new instance; None would join whatever RAY_ADDRESS or
+            # the last `ray start` on this machine points at.
+            address="local",
             num_cpus=config.workers + 1,
             include_dashboard=False,
             configure_logging=False,
