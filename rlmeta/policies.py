@@ -6,6 +6,8 @@ is given, so an inner loop adapts a dict of tensors out of place and never clone
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -70,7 +72,8 @@ class GaussianMLPPolicy(_FunctionalPolicy):
 
     def _distribution(self, outputs: tuple[Tensor, ...] | Tensor) -> Distribution:
         mean, log_std = outputs
-        return Independent(Normal(mean, log_std.exp()), 1)
+        # Argument validation costs more than the forward itself on small sampling batches.
+        return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
     def sample(self, distribution: Distribution, generator: torch.Generator) -> Tensor:
         base = distribution.base_dist
@@ -93,7 +96,7 @@ class CategoricalMLPPolicy(_FunctionalPolicy):
         return self.logits(obs)
 
     def _distribution(self, outputs: tuple[Tensor, ...] | Tensor) -> Distribution:
-        return Categorical(logits=outputs)
+        return Categorical(logits=outputs, validate_args=False)
 
     def sample(self, distribution: Distribution, generator: torch.Generator) -> Tensor:
         return torch.multinomial(distribution.probs, 1, generator=generator).squeeze(-1)
@@ -159,10 +162,15 @@ class FeedForwardActor:
     """
 
     def __init__(self, policy: _FunctionalPolicy, params: Params, generator: torch.Generator):
-        self.policy = policy
-        self.params = {name: value.detach().cpu() for name, value in params.items()}
+        # A private copy holding `params`: functional_call on every step costs as much as the
+        # forward pass itself, and these parameters do not change while the actor samples.
+        self.policy = copy.deepcopy(policy).cpu()
+        self.policy.load_state_dict(
+            {name: value.detach().cpu() for name, value in params.items()}, strict=True
+        )
+        self.policy.requires_grad_(False)
         self.generator = generator
-        self.dtype = next(iter(self.params.values())).dtype
+        self.dtype = next(iter(self.policy.parameters())).dtype
 
     def start_sequences(self, slots: np.ndarray) -> None:
         """Feed-forward: nothing carries over between steps."""
@@ -176,7 +184,7 @@ class FeedForwardActor:
     ) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             obs = torch.as_tensor(observations, dtype=self.dtype)
-            distribution = self.policy.distribution(obs, self.params)
+            distribution = self.policy.distribution(obs)
             actions = self.policy.sample(distribution, self.generator)
             log_probs = distribution.log_prob(actions)
         if isinstance(self.policy, CategoricalMLPPolicy):

@@ -7,6 +7,7 @@ episodes of the same task. Algorithms turn it into tensors; workers produce it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,7 +80,9 @@ class EnvStepError(RuntimeError):
 
 
 def _check_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> None:
-    if not np.all(np.isfinite(value)):
+    # ndarray methods, not np.all: this runs twice per env step.
+    finite = math.isfinite(value) if isinstance(value, float | int) else np.isfinite(value).all()
+    if not finite:
         raise EnvStepError(
             f"env {env_id!r} on task {task_protocol.describe_task(task)} returned a non-finite "
             f"{name} at step {step}: {value!r}; expected finite numbers"
