@@ -19,10 +19,10 @@ import torch
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig, PolicyConfig
 from rlmeta.distributed.ray_runtime import RayRuntime
-from rlmeta.distributed.worker import build_envs, sample_task
+from rlmeta.distributed.worker import build_envs
 from rlmeta.policies import FeedForwardActor, make_policy
 from rlmeta.rollout import sample_rollout
-from rlmeta.tasks import make_task_env, sample_tasks
+from rlmeta.tasks import make_task_env, sample_tasks, set_task
 
 
 class SamplingOnlyAlgorithm:
@@ -73,13 +73,37 @@ def _specs(env_id: str, n: int, seed: int) -> list[TaskSpec]:
 
 
 def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec]) -> float:
-    """The same tasks stepped in this process with no Ray in between."""
+    """The machine's limit: the same envs and tasks stepped in a bare loop in this process, one
+    batched forward of the same MLP policy per step and nothing else (no episode bookkeeping,
+    no checks, no Ray)."""
     algorithm = SamplingOnlyAlgorithm(env_id)
+    policy = algorithm.policy
+    policy.load_state_dict(algorithm.params)
     envs = build_envs(functools.partial(make_task_env, env_id), envs_per_worker)
-    sample_task(algorithm, envs, specs[0], 0)  # warm-up: first MuJoCo steps, torch kernels
-    start, steps = time.perf_counter(), 0
-    for spec in specs:
-        steps += sample_task(algorithm, envs, spec, 0).env_steps
+    generator = torch.Generator().manual_seed(0)
+
+    def run(spec: TaskSpec) -> int:
+        for env in envs:
+            set_task(env, spec.task)
+        observations = [env.reset(seed=spec.seed + i)[0] for i, env in enumerate(envs)]
+        live, steps = list(range(len(envs))), 0
+        while live:
+            with torch.no_grad():
+                rows = np.stack([observations[i] for i in live])
+                batch = torch.as_tensor(rows, dtype=torch.float32)
+                actions = policy.sample(policy.distribution(batch), generator).numpy()
+            still = []
+            for i, action in zip(live, actions, strict=True):
+                observations[i], _, terminated, truncated, _ = envs[i].step(action)
+                steps += 1
+                if not (terminated or truncated):
+                    still.append(i)
+            live = still
+        return steps
+
+    run(specs[0])  # warm-up: first MuJoCo steps, torch kernels
+    start = time.perf_counter()
+    steps = sum(run(spec) for spec in specs)
     elapsed = time.perf_counter() - start
     for env in envs:
         env.close()
@@ -102,7 +126,7 @@ def sampler_benchmark(
             f"{envs_per_worker}, {steps}"
         )
     torch.set_num_threads(1)
-    horizon = make_task_env(env_id).spec.max_episode_steps or 200
+    horizon = int(getattr(make_task_env(env_id).unwrapped, "horizon", 200))
     per_task = envs_per_worker * horizon
     n_tasks = workers * max(1, math.ceil(steps / (per_task * workers)))
     specs = _specs(env_id, n_tasks, seed)
