@@ -100,6 +100,8 @@ class RL2Config:
     """Entropy-bonus coefficient."""
     max_grad_norm: float = 0.5
     """Gradient-norm clip."""
+    reward_scale: float = 1.0
+    """Multiplies rewards in value targets and advantages only; policy inputs keep raw rewards."""
 
 
 @dataclass

@@ -38,7 +38,7 @@ def _check_settings(settings: RL2Config) -> None:
         value = getattr(settings, name)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"rl2.{name} must be in [0, 1], got {value!r}")
-    for name in ("lr", "clip", "max_grad_norm"):
+    for name in ("lr", "clip", "max_grad_norm", "reward_scale"):
         value = getattr(settings, name)
         if not value > 0.0:
             raise ValueError(f"rl2.{name} must be > 0, got {value!r}")
@@ -167,8 +167,12 @@ class RL2Algorithm:
         batch = collate_trials(results, self.device)
         with torch.no_grad():
             _, values = self._evaluate_batch(batch)
+            # The value head starts near 0 and Adam moves it by about lr per step, so trial returns
+            # in the hundreds (tabular MDPs) would take it thousands of steps to reach; scaling
+            # the rewards here brings the targets to its range. Advantages are normalised anyway,
+            # so the policy gradient's direction does not depend on the scale.
             advantages = gae(
-                batch.rewards,
+                batch.rewards * settings.reward_scale,
                 values,
                 batch.trial_dones,
                 batch.mask,
