@@ -25,8 +25,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
+# The figures quoted in README.md and benchmarks/results/*.md. Several hours on 2 cores;
+# each script takes a smaller budget too (see its --help).
 bench: $(STAMP)
-	$(PY) -m benchmarks.run_all
+	$(PY) benchmarks/sampler.py
+	$(PY) -m benchmarks.maml_tables --envs navigation2d
+	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel,halfcheetah_dir --iterations 20 --eval-tasks 20
+	$(PY) -m benchmarks.rl2_tables
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
