@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,12 @@ from benchmarks.baselines_bandit_mdp import (
     bandit_trial_returns,
     mdp_trial_returns,
 )
+from rlmeta.algorithm import TaskResult
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
+from rlmeta.config_io import load_config
 from rlmeta.rl2 import RecurrentActor, RL2Algorithm
-from rlmeta.rollout import sample_rollout
+from rlmeta.rl2.trials import INITIAL_STATE_KEY
+from rlmeta.rollout import Rollout, sample_rollout
 from rlmeta.tasks import make_task_env, sample_tasks, set_task
 from rlmeta.train import draw_task_specs
 
@@ -77,6 +82,17 @@ ROWS = [Row("bandit", n, k) for n in (10, 100) for k in (5, 10, 50)] + [
 
 
 def rl2_config(row: Row, args: argparse.Namespace) -> ExperimentConfig:
+    """The row's RL² config: `--config` YAML (with `--set` overrides) or the CLI defaults."""
+    if args.config is not None:
+        config = load_config(args.config, args.set)
+        expected = (row.env_id, row.env_kwargs, row.episodes)
+        got = (config.env, dict(config.env_kwargs), config.rl2.episodes_per_trial)
+        if got != expected:
+            raise ValueError(
+                f"--config {args.config} is for (env, env_kwargs, episodes_per_trial) = {got}; "
+                f"row {row.name} expects {expected}"
+            )
+        return config
     return ExperimentConfig(
         algorithm="rl2",
         env=row.env_id,
@@ -97,45 +113,112 @@ def rl2_config(row: Row, args: argparse.Namespace) -> ExperimentConfig:
     )
 
 
-def train_rl2(config: ExperimentConfig, budget: int, n_envs: int) -> tuple[RL2Algorithm, int, int]:
-    """Train until `budget` env steps; returns (algorithm, env steps, updates)."""
-    envs = [make_task_env(config.env, **config.env_kwargs) for _ in range(n_envs)]
+def sample_task_batch(
+    algorithm: RL2Algorithm,
+    envs: list[Any],
+    tasks: list[Any],
+    trials_per_task: int,
+    seed: int,
+) -> Rollout:
+    """One trial per env, `trials_per_task` consecutive envs per task, one policy forward per step.
+
+    Benchmark-only batching: `RL2Algorithm.run_task` samples one task per call (the training
+    contract, which keeps the distributed runtime's per-task results), but with one forward per
+    step for only a handful of env slots a 2-core CPU spends its time in Python overhead. Here
+    every env slot holds its own task, so a trial is still a run of `episodes_per_trial` episodes
+    of one task with the hidden state carried across them; only the batching differs. The
+    rollout carries the trials' initial states, as `run_task`'s does, so `update` can use it.
+    """
+    needed = len(tasks) * trials_per_task
+    if len(envs) < needed:
+        raise ValueError(f"sample_task_batch needs {needed} envs, got {len(envs)}")
+    envs = envs[:needed]
+    for i, env in enumerate(envs):
+        set_task(env, tasks[i // trials_per_task])
+    actor = RecurrentActor(algorithm.policy, torch.Generator().manual_seed(seed))
+    rollout = sample_rollout(
+        envs,
+        actor,
+        num_sequences=needed,
+        episodes_per_sequence=algorithm.settings.episodes_per_trial,
+        seed=seed,
+        task=f"<batch of {len(tasks)} tasks>",
+        weights_version=algorithm.updates,
+    )
+    rollout.extras[INITIAL_STATE_KEY] = actor.initial_states()
+    return rollout
+
+
+@dataclass
+class Training:
+    """What a training run produced, for the table."""
+
+    algorithm: RL2Algorithm | None
+    env_steps: int = 0
+    updates: int = 0
+    seconds: float = 0.0
+    curve: list[dict[str, float]] = field(default_factory=list)  # every `log_every` updates
+
+
+def train_rl2(
+    config: ExperimentConfig, budget: int, max_seconds: float, log_every: int = 10
+) -> Training:
+    """Train until `budget` env steps or `max_seconds`, whichever comes first.
+
+    Each update samples `meta_batch_size` fresh tasks × `trials_per_task` trials with
+    `sample_task_batch` and takes `RL2Algorithm.update` on them.
+    """
+    settings = config.rl2
+    envs = [
+        make_task_env(config.env, **config.env_kwargs)
+        for _ in range(settings.meta_batch_size * settings.trials_per_task)
+    ]
     torch.manual_seed(config.seed)
     algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
     rng = np.random.default_rng(config.seed)
-    env_steps = updates = 0
-    while env_steps < budget:
-        specs = draw_task_specs(envs[0], config.rl2.meta_batch_size, rng)
-        results = [algorithm.run_task(envs, spec, updates) for spec in specs]
-        algorithm.update(results)
-        env_steps += sum(result.env_steps for result in results)
-        updates += 1
-    return algorithm, env_steps, updates
+    run = Training(algorithm)
+    started = time.perf_counter()
+    while run.env_steps < budget and time.perf_counter() - started < max_seconds:
+        specs = draw_task_specs(envs[0], settings.meta_batch_size, rng)
+        rollout = sample_task_batch(
+            algorithm, envs, [s.task for s in specs], settings.trials_per_task, specs[0].seed
+        )
+        result = TaskResult(
+            index=0,
+            task=rollout.task,
+            seed=specs[0].seed,
+            weights_version=algorithm.updates,
+            rollouts=[rollout],
+            env_steps=rollout.num_steps,
+        )
+        metrics = algorithm.update([result])
+        run.env_steps += rollout.num_steps
+        run.updates += 1
+        run.seconds = time.perf_counter() - started
+        if run.updates % log_every == 0:
+            point = {
+                "updates": run.updates,
+                "env_steps": run.env_steps,
+                "seconds": round(run.seconds, 1),
+                "return/trial": metrics["return/trial"],
+                "entropy": metrics["entropy"],
+                "approx_kl": metrics["approx_kl"],
+                "explained_variance": metrics["explained_variance"],
+            }
+            run.curve.append(point)
+            print(json.dumps(point), flush=True)
+    return run
 
 
 def evaluate_rl2(
     algorithm: RL2Algorithm, config: ExperimentConfig, tasks: list[Any], seed: int, batch: int
 ) -> np.ndarray:
-    """Return of one trial per task.
-
-    Benchmark-only batching: each env of a batch is set to a *different* task and runs exactly
-    one trial (as many envs as trials, so no slot restarts), so one policy forward serves
-    `batch` tasks. `run_task` keeps one task per call, which is the training contract.
-    """
+    """Return of one trial per held-out task, `batch` tasks per `sample_task_batch` call."""
     totals = np.zeros(len(tasks))
     envs = [make_task_env(config.env, **config.env_kwargs) for _ in range(min(batch, len(tasks)))]
     for start in range(0, len(tasks), batch):
         chunk = tasks[start : start + batch]
-        for env, task in zip(envs, chunk, strict=False):
-            set_task(env, task)
-        actor = RecurrentActor(algorithm.policy, torch.Generator().manual_seed(seed + start))
-        rollout = sample_rollout(
-            envs[: len(chunk)],
-            actor,
-            num_sequences=len(chunk),
-            episodes_per_sequence=config.rl2.episodes_per_trial,
-            seed=seed + start,
-        )
+        rollout = sample_task_batch(algorithm, envs, chunk, 1, seed + start)
         totals[start : start + len(chunk)] = rollout.episode_returns().sum(axis=1)
     return totals
 
@@ -157,17 +240,21 @@ def summary(returns: np.ndarray) -> dict[str, float]:
     }
 
 
-def run_row(row: Row, args: argparse.Namespace) -> dict[str, Any]:
+def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Train RL² on `row` (unless `--budget 0`), then measure it and the baselines."""
     config = rl2_config(row, args)
     started = time.perf_counter()
-    algorithm, env_steps, updates = train_rl2(config, args.budget, args.envs)
-    train_seconds = time.perf_counter() - started
-    # Held-out tasks: a stream the training loop (seeded with args.seed) never draws from.
+    trained = args.budget > 0
+    run = Training(None)
+    if trained:
+        run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every)
+    # Held-out tasks: a stream the training loop (seeded with config.seed) never draws from.
     probe = make_task_env(row.env_id, **row.env_kwargs)
     tasks = sample_tasks(probe, args.tasks, np.random.default_rng([args.seed, 1_000_003]))
     eval_seed = 7_000_000 + args.seed
-    measured = {"rl2": evaluate_rl2(algorithm, config, tasks, eval_seed, args.eval_batch)}
-    measured.update(baselines(row, tasks, eval_seed))
+    measured = baselines(row, tasks, eval_seed)
+    if run.algorithm is not None:
+        measured["rl2"] = evaluate_rl2(run.algorithm, config, tasks, eval_seed, args.eval_batch)
     if row.family == "bandit":
         paper = PAPER_BANDIT[(row.episodes, row.arms)]
     else:
@@ -179,27 +266,54 @@ def run_row(row: Row, args: argparse.Namespace) -> dict[str, Any]:
         "k": row.arms or None,
         "measured": {name: summary(values) for name, values in measured.items()},
         "paper": paper,
-        "rl2_env_steps": env_steps,
-        "rl2_updates": updates,
-        "rl2_train_seconds": train_seconds,
+        "rl2_trained": trained,
+        "rl2_env_steps": run.env_steps,
+        "rl2_updates": run.updates,
+        "rl2_train_seconds": run.seconds,
+        "rl2_settings": {"seed": config.seed, "policy": asdict(config.policy),
+                         "rl2": asdict(config.rl2)} if trained else None,
+        "rl2_curve": run.curve,
+        "eval_tasks": args.tasks,
         "wall_seconds": time.perf_counter() - started,
+        "command": command,
     }
 
 
 def _cell(result: dict[str, Any], name: str) -> str:
+    if name not in result["measured"]:
+        return "not trained (budget)"
     value = result["measured"][name]
     return f"{value['mean']:.2f} ± {value['se']:.2f}"
 
 
-def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def _steps(result: dict[str, Any]) -> str:
+    return f"{result['rl2_env_steps']:,}" if result["rl2_trained"] else "—"
+
+
+def _settings_line(result: dict[str, Any]) -> str:
+    rl2 = result["rl2_settings"]["rl2"]
+    return (
+        f"- **{result['row']}**: GRU {rl2['hidden_size']}, lr {rl2['lr']}, "
+        f"{rl2['meta_batch_size']} tasks × {rl2['trials_per_task']} trials per update, "
+        f"{rl2['epochs']} epochs × {rl2['minibatches']} minibatches, γ {rl2['gamma']}, "
+        f"λ {rl2['gae_lambda']}, entropy {rl2['entropy_coef']}, clip {rl2['clip']}, "
+        f"seed {result['rl2_settings']['seed']}; {result['rl2_updates']} updates, "
+        f"{result['rl2_env_steps']:,} env steps, {result['rl2_train_seconds']:.0f} s training. "
+        f"Command: `{result['command']}`"
+    )
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
         "# RL² tables (Duan et al. 2016, Tables 1 and 2), measured by rlmeta",
         "",
-        f"Budget {args.budget:,} env steps of RL² training per row; every measured column is the "
-        f"mean ± standard error of one trial's total reward over the same {args.tasks} held-out "
-        f"tasks. RL²: GRU {args.hidden_size}, lr {args.lr}, {args.meta_batch} tasks × "
-        f"{args.trials_per_task} trials per update, seed {args.seed}. Baselines are untuned "
-        "(UCB1 c=√2; ε = 0.1); *paper* columns are copied from the paper, not measured.",
+        "Every measured column is the mean ± standard error of one trial's total reward over the "
+        "same held-out tasks (1000 per row unless noted below), which training never draws. "
+        "Baselines are untuned (UCB1 c=√2; ε = 0.1); *paper* columns are copied from the paper, "
+        "not measured. RL² rows were trained one at a time on a shared 2-core CPU, one torch "
+        "thread; a row marked *not trained (budget)* did not fit the time available and shows "
+        "the baselines only. Settings, budget and the exact command of each trained row are "
+        "listed under the tables; `rl2_tables.json` also holds each row's training curve.",
         "",
     ]
     bandits = [r for r in results if r["family"] == "bandit"]
@@ -216,7 +330,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                      ("random", "thompson", "ucb1", "eps_greedy", "greedy", "rl2")]
             lines.append(
                 f"| {r['n']}, {r['k']} | " + " | ".join(cells)
-                + f" | {r['paper']['rl2']} | {r['paper']['gittins']} | {r['rl2_env_steps']:,} | "
+                + f" | {r['paper']['rl2']} | {r['paper']['gittins']} | {_steps(r)} | "
                 f"{r['wall_seconds']:.0f} |"
             )
         lines.append("")
@@ -233,19 +347,41 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             cells = [_cell(r, name) for name in ("random", "eps_greedy", "greedy", "rl2")]
             lines.append(
                 f"| {r['n']} | " + " | ".join(cells)
-                + f" | {r['paper']['rl2']} | {r['paper']['psrl']} | {r['rl2_env_steps']:,} | "
+                + f" | {r['paper']['rl2']} | {r['paper']['psrl']} | {_steps(r)} | "
                 f"{r['wall_seconds']:.0f} |"
             )
         lines.append("")
+    trained = [r for r in results if r["rl2_trained"]]
+    if trained:
+        lines += ["## RL² settings per trained row", ""]
+        lines += [_settings_line(r) for r in trained]
+        lines.append("")
+    untrained = [r for r in results if not r["rl2_trained"]]
+    if untrained:
+        lines += [
+            "Baseline-only rows were measured with "
+            f"`{untrained[0]['command']}`.",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=2_000_000, help="RL² env steps per row")
+    parser.add_argument("--budget", type=int, default=2_000_000,
+                        help="RL² env steps per row; 0 measures the baselines only")
+    parser.add_argument("--max-minutes", type=float, default=float("inf"),
+                        help="stop RL² training of a row after this long, whatever the budget")
     parser.add_argument("--tasks", type=int, default=1000, help="held-out evaluation tasks")
     parser.add_argument("--only", nargs="*", default=None,
                         help=f"rows to run, of {', '.join(r.name for r in ROWS)}")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="experiment YAML with the RL² settings (one row; e.g. "
+                             "experiments/rl2_bandit_k5_n10.yaml); overrides the flags below")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a --config key, e.g. rl2.lr=1e-3 (repeatable)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other rows already in the output JSON")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -255,7 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--minibatches", type=int, default=4)
     parser.add_argument("--entropy-coef", type=float, default=0.01)
-    parser.add_argument("--envs", type=int, default=8, help="envs stepped together in training")
+    parser.add_argument("--log-every", type=int, default=10, help="updates between log lines")
     parser.add_argument("--eval-batch", type=int, default=100, help="tasks per evaluation batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -264,28 +400,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.only or []) - known)
     if unknown:
         parser.error(f"unknown rows {unknown}; expected some of {sorted(known)}")
-    if args.budget < 1 or args.tasks < 2:
-        parser.error(f"--budget must be >= 1 and --tasks >= 2, got {args.budget}, {args.tasks}")
+    if args.budget < 0 or args.tasks < 2:
+        parser.error(f"--budget must be >= 0 and --tasks >= 2, got {args.budget}, {args.tasks}")
+    if args.config is not None and (args.only is None or len(args.only) != 1):
+        parser.error(f"--config holds one row's settings; expected --only with one row, "
+                     f"got {args.only}")
+    if args.set and args.config is None:
+        parser.error(f"--set overrides a --config file; got {args.set} without --config")
     return args
+
+
+def _row_arguments(argv: list[str]) -> list[str]:
+    """`argv` without `--out` and `--merge`, which say where a row is written, not what it is."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif arg != "--merge" and not arg.startswith("--out="):
+            kept.append(arg)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    command = "python -m benchmarks.rl2_tables " + " ".join(
+        shlex.quote(a) for a in _row_arguments(sys.argv[1:] if argv is None else argv)
+    )
     torch.set_num_threads(args.threads)
     rows = [r for r in ROWS if args.only is None or r.name in args.only]
-    results = []
+    json_path = args.out / "rl2_tables.json"
+    previous = {}
+    if args.merge and json_path.is_file():
+        previous = {r["row"]: r for r in json.loads(json_path.read_text())["rows"]}
     for row in rows:
-        result = run_row(row, args)
-        results.append(result)
-        rl2, paper = result["measured"]["rl2"], result["paper"]["rl2"]
-        print(f"{row.name}: RL² {rl2['mean']:.2f} ± {rl2['se']:.2f} (paper {paper}), "
-              f"{result['rl2_env_steps']:,} steps, {result['wall_seconds']:.0f} s", flush=True)
+        result = run_row(row, args, command)
+        previous[row.name] = result
+        measured = result["measured"]
+        rl2 = _cell(result, "rl2")
+        print(f"{row.name}: RL² {rl2} (paper {result['paper']['rl2']}, random "
+              f"{measured['random']['mean']:.2f}), {result['rl2_env_steps']:,} steps, "
+              f"{result['wall_seconds']:.0f} s", flush=True)
+    results = [previous[r.name] for r in ROWS if r.name in previous]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rl2_tables.md").write_text(markdown(results, args))
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (args.out / "rl2_tables.json").write_text(
-        json.dumps({"settings": settings, "rows": results}, indent=2)
-    )
+    (args.out / "rl2_tables.md").write_text(markdown(results))
+    json_path.write_text(json.dumps({"rows": results}, indent=2))
 
 
 if __name__ == "__main__":
