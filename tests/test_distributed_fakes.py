@@ -165,6 +165,10 @@ def test_parameter_server_versions_only_grow() -> None:
     assert not server.publish(1, "w1")
     assert not server.publish(2, "w2-again")
     assert server.latest() == (2, "w2")
+    server.reset(1, "w1-restored")  # a checkpoint restored at an older version
+    assert server.latest() == (1, "w1-restored")
+    assert not server.publish(0, "w0-late")
+    assert server.latest() == (1, "w1-restored")
 
 
 def test_weights_client_fetches_only_newer_versions() -> None:
@@ -187,44 +191,76 @@ def test_weights_client_fetches_only_newer_versions() -> None:
     assert fetched == ["v1", "v3", "v7", "v3"]
 
 
+def server_with(weights: Weights, version: int = 0) -> ParameterServer:
+    server = ParameterServer()
+    server.publish(version, weights)
+    return server
+
+
+def test_weights_client_pulls_and_fetches_only_when_the_version_grew() -> None:
+    fetched: list[str] = []
+
+    def fetch(handle: str) -> Weights:
+        fetched.append(handle)
+        return {"mean": torch.tensor([float(handle[1:])])}
+
+    server = server_with("v0")
+    client = WeightsClient(FakeAlgorithm(), fetch, server, wait_s=0.05)
+    assert [client.pull(0), client.pull(0)] == [0, 0]
+    server.publish(2, "v2")
+    assert [client.pull(1), client.pull(2), client.pull(0)] == [2, 2, 2]
+    assert fetched == ["v0", "v2"] and client.fetches == 2
+    # A task that needs a version the server has not got yet is never sampled with stale weights.
+    with pytest.raises(RuntimeError, match="still has weights version 2.*needs version 3"):
+        client.pull(3)
+    assert fetched == ["v0", "v2"]
+
+
 def test_worker_seeds_each_task_so_the_order_does_not_matter() -> None:
-    worker = RolloutWorker(make_fake_algorithm, make_fake_env, envs_per_worker=2)
-    weights = {"mean": torch.tensor([0.5])}
+    server = server_with({"mean": torch.tensor([0.5])})
+    worker = RolloutWorker(make_fake_algorithm, make_fake_env, 2, server)
     batch = specs(3)
-    forward = [worker.run(spec, 0, weights) for spec in batch]
-    backward = [worker.run(spec, 0, weights) for spec in reversed(batch)][::-1]
+    forward = [worker.run(spec, 0) for spec in batch]
+    backward = [worker.run(spec, 0) for spec in reversed(batch)][::-1]
     assert same_results(forward, backward)
     assert worker.weights.fetches == 1
     assert all(r.env_steps == SEQUENCES * HORIZON for r in forward)
 
 
 def test_worker_reports_env_errors_with_env_task_and_step() -> None:
-    worker = RolloutWorker(make_fake_algorithm, make_fake_env, envs_per_worker=2)
+    server = server_with({"mean": torch.zeros(1)})
+    worker = RolloutWorker(make_fake_algorithm, make_fake_env, 2, server)
     spec = TaskSpec(5, {"goal": 1.0, "fail_at": 2}, seed=3)
-    failure = worker.run(spec, 0, {"mean": torch.zeros(1)})
+    failure = worker.run(spec, 0)
     assert isinstance(failure, TaskFailure) and not failure.fatal
     assert "FakeTaskEnv" in failure.message and "goal=1.000" in failure.message
     assert "at step 2" in failure.message and "the fake env broke" in failure.message
-    bad_task = worker.run(TaskSpec(6, {"speed": 1.0}, seed=3), 0, {"mean": torch.zeros(1)})
+    bad_task = worker.run(TaskSpec(6, {"speed": 1.0}, seed=3), 0)
     assert isinstance(bad_task, TaskFailure) and "set_task" in bad_task.message
 
 
 def test_worker_that_cannot_build_envs_says_why_on_every_task() -> None:
-    worker = RolloutWorker(make_fake_algorithm, make_broken_env, envs_per_worker=2)
-    failure = worker.run(specs(1)[0], 0, {"mean": torch.zeros(1)})
+    worker = RolloutWorker(make_fake_algorithm, make_broken_env, 2, ParameterServer())
+    failure = worker.run(specs(1)[0], 0)
     assert isinstance(failure, TaskFailure) and failure.fatal
     assert "could not build its envs" in failure.message and "no display" in failure.message
 
 
-def test_learner_publishes_each_version_through_put() -> None:
+def test_learner_puts_each_version_once_and_publishes_it_to_the_server() -> None:
     puts: list[Weights] = []
-    learner = Learner(make_fake_algorithm, "cpu", put=lambda w: puts.append(w) or len(puts))
-    handle, _ = learner.publish()
-    metrics, new_handle, _, _ = learner.update(
-        [RolloutWorker(make_fake_algorithm, make_fake_env, 1).run(specs(1)[0], 0, puts[0])]
-    )
-    assert handle == [1] and new_handle == [2]
+    server = ParameterServer()
+    learner = Learner(make_fake_algorithm, "cpu", lambda w: puts.append(w) or len(puts), server)
+    learner.publish(0)
+    assert server.latest() == (0, [1])
+    worker = RolloutWorker(make_fake_algorithm, make_fake_env, 1, server, lambda h: puts[h[0] - 1])
+    result = worker.run(specs(1)[0], 0)
+    metrics, _, _ = learner.update([result], 1)
+    assert server.latest() == (1, [2]) and len(puts) == 2
     assert float(puts[1]["mean"][0]) == 0.25 and "mean_return" in metrics
+    with pytest.raises(ValueError, match="version 1 is not newer"):
+        learner.publish(1)
+    learner.publish(0, reset=True)  # a restored checkpoint restarts the versions
+    assert server.latest() == (0, [len(puts)])
 
 
 @pytest.mark.parametrize(

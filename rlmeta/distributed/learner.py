@@ -1,4 +1,5 @@
-"""The learner: runs `algorithm.update` and puts each new weights version in the object store once.
+"""The learner: runs `algorithm.update`, puts each new weights version in the object store once
+and publishes its handle to the parameter server itself, so the driver never relays weights.
 
 Plain class; the Ray runtime places it with `num_gpus=1` when `learner_placement` says so.
 """
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 
 from rlmeta.algorithm import Algorithm, TaskResult, Weights
+from rlmeta.distributed.parameter_server import ParameterServer
 
 
 def _identity(weights: Weights) -> Any:
@@ -32,30 +34,42 @@ def to_cpu(value: Any) -> Any:
 
 class Learner:
     """Owns the learner's algorithm object. `put` stores weights and returns a handle
-    (`ray.put` under Ray); the handle is wrapped in a list so Ray passes it on unresolved."""
+    (`ray.put` under Ray); the handle is wrapped in a list so Ray passes it on unresolved.
+    `server` is the parameter server (a client of its actor under Ray; a local one if None)."""
 
     def __init__(
         self,
         algorithm_factory: Callable[[str], Algorithm],
         device: str,
         put: Callable[[Weights], Any] = _identity,
+        server: ParameterServer | None = None,
     ) -> None:
         self.algorithm = algorithm_factory(device)
         self.put = put
+        self.server = server if server is not None else ParameterServer()
 
-    def publish(self) -> tuple[list[Any], float]:
-        """Store the current weights once; returns ([handle], seconds it took)."""
+    def publish(self, version: int, reset: bool = False) -> float:
+        """Store the current weights once and publish them as `version`; returns the seconds
+        it took. `reset` restarts the versions there (a restored checkpoint may be older)."""
         start = time.perf_counter()
-        handle = self.put(to_cpu(self.algorithm.get_weights()))
-        return [handle], time.perf_counter() - start
+        handle = [self.put(to_cpu(self.algorithm.get_weights()))]
+        if reset:
+            self.server.reset(version, handle)
+        elif not self.server.publish(version, handle):
+            raise ValueError(
+                f"weights version {version} is not newer than the one already published; "
+                "use reset=True to restart the versions"
+            )
+        return time.perf_counter() - start
 
-    def update(self, results: list[TaskResult]) -> tuple[dict[str, float], list[Any], float, float]:
-        """One update; returns (metrics, [new weights handle], update seconds, put seconds)."""
+    def update(
+        self, results: list[TaskResult], version: int
+    ) -> tuple[dict[str, float], float, float]:
+        """One update published as `version`; returns (metrics, update seconds, put seconds)."""
         start = time.perf_counter()
         metrics = self.algorithm.update(results)
         update_s = time.perf_counter() - start
-        handle, put_s = self.publish()
-        return metrics, handle, update_s, put_s
+        return metrics, update_s, self.publish(version)
 
     def state_dict(self) -> dict[str, Any]:
         return to_cpu(self.algorithm.state_dict())

@@ -1,8 +1,10 @@
 """The newest published weights: a version number and a handle to them in the object store.
 
-The learner puts each version in the object store once; workers get the handle (an ObjectRef
-under Ray, anything in tests) and fetch it themselves only when its version is newer than theirs,
-so there is never one pickled copy per worker.
+The learner puts each version in the object store once and publishes its handle here; workers
+ask for (version, handle) before each task and fetch the weights themselves only when the
+version is newer than theirs, so there is never one pickled copy per worker. Under Ray this
+class runs as an actor (`rlmeta.distributed.ray_runtime`); the handle is an ObjectRef there and
+anything in tests.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 
 class ParameterServer:
-    """Holds (version, handle) of the newest weights; versions only grow."""
+    """Holds (version, handle) of the newest weights; versions only grow, except by `reset`."""
 
     def __init__(self) -> None:
         self._version = -1
@@ -24,6 +26,13 @@ class ParameterServer:
         self._version = version
         self._handle = handle
         return True
+
+    def reset(self, version: int, handle: Any) -> None:
+        """Start the versions afresh at `version`, even if older (a restored checkpoint)."""
+        if version < 0:
+            raise ValueError(f"weights version must be >= 0, got {version}")
+        self._version = version
+        self._handle = handle
 
     def latest(self) -> tuple[int, Any]:
         """(version, handle) of the newest weights."""

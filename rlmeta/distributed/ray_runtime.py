@@ -1,10 +1,13 @@
-"""The Ray runtime: rollout worker actors, a learner actor and the driver-side scheduler.
+"""The Ray runtime: rollout worker actors, a learner actor, a parameter server actor and the
+driver-side scheduler.
 
 Tasks wait in one queue and go to whichever worker has room (`TASKS_PER_WORKER` in flight each,
-so a worker never idles while the driver handles its last result). Each dispatch carries the
-newest (version, [ObjectRef]) from the parameter server; the ref is wrapped in a list so Ray
-hands it over unresolved and the worker fetches only versions it lacks. A task whose worker died
-is queued again with the same seed, up to `max_task_retries` times.
+so a worker never idles while the driver handles its last result). The learner puts each weights
+version in the object store once and publishes (version, [ObjectRef]) to the parameter server;
+the ref is wrapped in a list so Ray hands it over unresolved. A dispatch carries only the version
+the task needs at least; the worker asks the parameter server for the newest and fetches only
+versions it lacks. A task whose worker died is queued again with the same seed, up to
+`max_task_retries` times.
 """
 
 from __future__ import annotations
@@ -45,6 +48,23 @@ def put_ref(weights: Weights) -> ray.ObjectRef:
     return ray.put(weights)
 
 
+class ServerClient:
+    """The parameter server actor behind the plain `ParameterServer` interface; each call
+    waits for its answer, so a learner's publish is visible before its update returns."""
+
+    def __init__(self, actor: ray.actor.ActorHandle) -> None:
+        self.actor = actor
+
+    def publish(self, version: int, handle: list[ray.ObjectRef]) -> bool:
+        return ray.get(self.actor.publish.remote(version, handle))
+
+    def reset(self, version: int, handle: list[ray.ObjectRef]) -> None:
+        ray.get(self.actor.reset.remote(version, handle))
+
+    def latest(self) -> tuple[int, list[ray.ObjectRef]]:
+        return ray.get(self.actor.latest.remote())
+
+
 def init_ray(config: ExperimentConfig) -> bool:
     """Connect to Ray; returns True when this call started it (so shutdown stops it).
 
@@ -75,7 +95,7 @@ class _Job:
     handle: rt.SampleHandle
     kind: str = "run"  # run or evaluate
     adapt_steps: int = 0
-    weights: tuple[int | None, list[Any]] | None = None  # evaluate with given weights
+    weights: list[Any] | None = None  # evaluate with these one-off weights ([ObjectRef])
     attempts: int = 0
     worker: int = -1
     generation: int = 0
@@ -106,16 +126,21 @@ class RayRuntime:
         self._started_ray = init_ray(config)
         self.device, gpus = learner_placement(config.device, ray.cluster_resources())
         self._timings = rt.Timings()
+        # No CPU reserved: it answers small calls and must not take a worker's place.
+        self.parameter_server = ray.remote(ParameterServer).options(num_cpus=0).remote()
+        server = ServerClient(self.parameter_server)
         self.learner = (
             ray.remote(Learner)
             .options(num_cpus=1, num_gpus=gpus)
-            .remote(algorithm_factory, self.device, put_ref)
+            .remote(algorithm_factory, self.device, put_ref, server)
         )
         worker_class = ray.remote(RolloutWorker).options(
             num_cpus=1, max_restarts=WORKER_MAX_RESTARTS, scheduling_strategy="SPREAD"
         )
         self.workers = [
-            worker_class.remote(algorithm_factory, env_factory, config.envs_per_worker, fetch_ref)
+            worker_class.remote(
+                algorithm_factory, env_factory, config.envs_per_worker, server, fetch_ref
+            )
             for _ in range(config.workers)
         ]
         self._generation = [0] * config.workers
@@ -124,27 +149,22 @@ class RayRuntime:
         self._probes: dict[ray.ObjectRef, int] = {}
         self._queue: deque[_Job] = deque()
         self._running: dict[ray.ObjectRef, _Job] = {}
-        self.parameter_server = ParameterServer()
-        self._publish(0, *ray.get(self.learner.publish.remote()))
+        self._version = 0
+        self._timings.add("broadcast_s", ray.get(self.learner.publish.remote(0)))
 
     # ---- weights ----------------------------------------------------------------------------
 
-    def _publish(self, version: int, handle: list[Any], put_s: float) -> None:
-        self.parameter_server.publish(version, handle)
-        self._timings.add("broadcast_s", put_s)
-
     @property
     def weights_version(self) -> int:
-        return self.parameter_server.version
+        return self._version
 
     def get_weights(self) -> Weights:
-        return fetch_ref(self.parameter_server.latest()[1])
+        return fetch_ref(ray.get(self.parameter_server.latest.remote())[1])
 
     def broadcast(self) -> float:
         """Make every worker load the newest weights now; returns the seconds it took."""
         start = time.perf_counter()
-        version, handle = self.parameter_server.latest()
-        ray.get([worker.sync_weights.remote(version, handle) for worker in self.workers])
+        ray.get([worker.sync_weights.remote(self._version) for worker in self.workers])
         return time.perf_counter() - start
 
     # ---- scheduling -------------------------------------------------------------------------
@@ -167,11 +187,9 @@ class RayRuntime:
             job.worker, job.generation = worker, self._generation[worker]
             actor = self.workers[worker]
             if job.kind == "run":
-                version, handle = self.parameter_server.latest()
-                ref = actor.run.remote(job.spec, version, handle)
+                ref = actor.run.remote(job.spec, self._version)
             else:
-                version, handle = job.weights or self.parameter_server.latest()
-                ref = actor.evaluate.remote(job.spec, job.adapt_steps, version, handle)
+                ref = actor.evaluate.remote(job.spec, job.adapt_steps, self._version, job.weights)
             self._load[worker] += 1
             self._running[ref] = job
 
@@ -271,16 +289,17 @@ class RayRuntime:
     def learn(self, results: list[TaskResult]) -> dict[str, float]:
         version = self.weights_version
         start = time.perf_counter()
-        metrics, handle, update_s, put_s = ray.get(self.learner.update.remote(results))
+        metrics, update_s, put_s = ray.get(self.learner.update.remote(results, version + 1))
         self._timings.add("learner_s", time.perf_counter() - start)
-        self._publish(version + 1, handle, put_s)
+        self._timings.add("broadcast_s", put_s)
+        self._version = version + 1
         return rt.learn_metrics(metrics, results, version)
 
     def evaluate(
         self, specs: list[TaskSpec], adapt_steps: int, weights: Weights | None = None
     ) -> list[dict[str, float]]:
         rt.check_specs(specs)
-        given = (None, [ray.put(weights)]) if weights is not None else None
+        given = [ray.put(weights)] if weights is not None else None
         handle = rt.SampleHandle(list(specs), self.weights_version, pending=_Pending())
         for spec in specs:
             self._enqueue(_Job(spec, handle, "evaluate", adapt_steps, given))
@@ -297,14 +316,15 @@ class RayRuntime:
         ray.get(self.learner.load_state_dict.remote(state["algorithm"]))
         # The saved version may be older than what workers hold: start the versions afresh.
         ray.get([worker.reset_weights.remote() for worker in self.workers])
-        self.parameter_server = ParameterServer()
-        self._publish(int(state["weights_version"]), *ray.get(self.learner.publish.remote()))
+        self._version = int(state["weights_version"])
+        put_s = ray.get(self.learner.publish.remote(self._version, reset=True))
+        self._timings.add("broadcast_s", put_s)
 
     def timings(self) -> dict[str, float]:
         return self._timings.pop()
 
     def shutdown(self) -> None:
-        for actor in [*self.workers, self.learner]:
+        for actor in [*self.workers, self.learner, self.parameter_server]:
             ray.kill(actor)
         self.workers = []
         if self._started_ray:

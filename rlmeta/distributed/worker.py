@@ -7,6 +7,7 @@ task give the same episodes.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,12 @@ import torch
 from rlmeta import tasks as task_protocol
 from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
 from rlmeta.distributed.errors import TaskFailure
+from rlmeta.distributed.parameter_server import ParameterServer
 from rlmeta.rollout import EnvStepError
+
+# A worker asked for a version its parameter server has not got yet waits this long, then fails.
+WEIGHTS_WAIT_S = 10.0
+PULL_INTERVAL_S = 0.01
 
 
 def _identity(handle: Any) -> Any:
@@ -26,16 +32,25 @@ def _identity(handle: Any) -> Any:
 
 
 class WeightsClient:
-    """Loads broadcast weights into an algorithm, fetching only when the version grew.
+    """Loads published weights into an algorithm, fetching only when the version grew.
 
-    `fetch` turns a handle into weights (`ray.get` under Ray); a handle for a version the client
-    already has, or an older one, is never fetched. Version `None` marks one-off weights (an
-    evaluation of a checkpoint): always loaded, and the next published version is fetched again.
+    `pull` asks the parameter server for its (version, handle); `fetch` turns a handle into
+    weights (`ray.get` under Ray); a handle for a version the client already has, or an older
+    one, is never fetched. Version `None` marks one-off weights (an evaluation of a checkpoint):
+    always loaded, and the next published version is fetched again.
     """
 
-    def __init__(self, algorithm: Algorithm, fetch: Callable[[Any], Weights] = _identity) -> None:
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        fetch: Callable[[Any], Weights] = _identity,
+        server: ParameterServer | None = None,
+        wait_s: float = WEIGHTS_WAIT_S,
+    ) -> None:
         self.algorithm = algorithm
         self.fetch = fetch
+        self.server = server
+        self.wait_s = wait_s
         self.version = -1
         self.fetches = 0
 
@@ -45,6 +60,27 @@ class WeightsClient:
         self.algorithm.set_weights(self.fetch(handle))
         self.version = -1 if version is None else version
         self.fetches += 1
+
+    def pull(self, min_version: int) -> int:
+        """Load the newest published weights, at least `min_version`; returns the version held.
+
+        The driver passes the version a task needs (sync mode: exactly the iteration's), so a
+        server that has not yet seen it is waited for rather than sampled with stale weights.
+        """
+        if self.server is None:
+            raise RuntimeError("this weights client has no parameter server to pull from")
+        deadline = time.monotonic() + self.wait_s
+        version, handle = self.server.latest()
+        while version < min_version:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the parameter server still has weights version {version} after "
+                    f"{self.wait_s:g}s; this task needs version {min_version} or newer"
+                )
+            time.sleep(PULL_INTERVAL_S)
+            version, handle = self.server.latest()
+        self.update(version, handle)
+        return self.version
 
 
 def _env_name(env: gym.Env) -> str:
@@ -110,7 +146,8 @@ def build_envs(env_factory: Callable[[], gym.Env], count: int) -> list[gym.Env]:
 
 
 class RolloutWorker:
-    """Samples tasks with `envs_per_worker` envs stepped together and a CPU algorithm copy.
+    """Samples tasks with `envs_per_worker` envs stepped together and a CPU algorithm copy,
+    pulling weights from `server` (a client of the parameter server actor under Ray).
 
     A worker whose envs cannot be built does not raise from its constructor (an actor that fails
     there is restarted forever); it answers every task with a fatal `TaskFailure` saying why.
@@ -121,6 +158,7 @@ class RolloutWorker:
         algorithm_factory: Callable[[str], Algorithm],
         env_factory: Callable[[], gym.Env],
         envs_per_worker: int,
+        server: ParameterServer,
         fetch: Callable[[Any], Weights] = _identity,
     ) -> None:
         # Workers share the machine with each other; one thread each avoids oversubscription.
@@ -136,22 +174,26 @@ class RolloutWorker:
                 f"{type(error).__name__}: {error} (at {last.filename}:{last.lineno})"
             )
         self.algorithm = algorithm_factory("cpu")
-        self.weights = WeightsClient(self.algorithm, fetch)
+        self.weights = WeightsClient(self.algorithm, fetch, server)
 
-    def run(self, spec: TaskSpec, version: int, weights_handle: Any) -> TaskResult | TaskFailure:
-        """Sample `spec` with weights `version` (fetched through the handle if newer)."""
+    def run(self, spec: TaskSpec, min_version: int) -> TaskResult | TaskFailure:
+        """Sample `spec` with the newest published weights, at least `min_version`."""
         if self.build_error is not None:
             return TaskFailure(spec.index, spec.seed, self.build_error, fatal=True)
-        self.weights.update(version, weights_handle)
+        version = self.weights.pull(min_version)
         return sample_task(self.algorithm, self.envs, spec, version)
 
     def evaluate(
-        self, spec: TaskSpec, adapt_steps: int, version: int | None, weights_handle: Any
+        self, spec: TaskSpec, adapt_steps: int, min_version: int, weights_handle: Any = None
     ) -> dict[str, float] | TaskFailure:
-        """`algorithm.evaluate_task` on `spec` with the given weights version (None: one-off)."""
+        """`algorithm.evaluate_task` on `spec` with the newest published weights (at least
+        `min_version`), or with the one-off weights behind `weights_handle` when given."""
         if self.build_error is not None:
             return TaskFailure(spec.index, spec.seed, self.build_error, fatal=True)
-        self.weights.update(version, weights_handle)
+        if weights_handle is None:
+            self.weights.pull(min_version)
+        else:
+            self.weights.update(None, weights_handle)
         return evaluate_task(self.algorithm, self.envs, spec, adapt_steps)
 
     def ready(self) -> bool:
@@ -163,7 +205,6 @@ class RolloutWorker:
         (after a checkpoint is restored at an earlier version)."""
         self.weights.version = -1
 
-    def sync_weights(self, version: int, weights_handle: Any) -> int:
-        """Load a weights version ahead of any task (used to time a broadcast)."""
-        self.weights.update(version, weights_handle)
-        return self.weights.version
+    def sync_weights(self, min_version: int) -> int:
+        """Load the newest weights ahead of any task (used to time a broadcast)."""
+        return self.weights.pull(min_version)
