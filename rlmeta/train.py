@@ -25,6 +25,7 @@ from rlmeta.metrics import MetricsLogger, Progress
 
 CONFIG_FILE = "config.yaml"
 SEED_BOUND = 2**31 - 1
+_DRIVER_KEYS = ("iteration", "env_steps", "time_s")
 
 
 def draw_task_specs(env: gym.Env, count: int, rng: np.random.Generator) -> list[TaskSpec]:
@@ -208,7 +209,8 @@ class _Driver:
                 "env_steps": self.env_steps,
                 "time_s": self.elapsed_before + time.perf_counter() - self.clock,
                 **task_metrics,
-                **learned,
+                # The driver's own counters above are cumulative; an algorithm cannot shadow them.
+                **{k: v for k, v in learned.items() if k not in _DRIVER_KEYS},
                 "weights_version": learned.get("weights_version", self.runtime.weights_version),
                 "staleness": learned.get("staleness", 0.0),
                 "env_steps_per_s": timings["env_steps"] / max(iteration_s, 1e-9),

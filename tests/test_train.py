@@ -112,7 +112,8 @@ class FakeAlgorithm:
         loss.backward()
         self.optimizer.step()
         self.updates += 1
-        return {"loss": float(loss.detach())}
+        # A per-update "env_steps" must not shadow the driver's cumulative count.
+        return {"loss": float(loss.detach()), "env_steps": -1.0}
 
     def evaluate_task(self, envs, spec: TaskSpec, adapt_steps: int) -> dict[str, float]:
         # "Adaptation" moves the mean halfway to the target per step.

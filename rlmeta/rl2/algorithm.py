@@ -224,7 +224,6 @@ class RL2Algorithm:
         metrics["explained_variance"] = _explained_variance(values, returns, batch.mask)
         episode_returns = np.concatenate([r.rollouts[0].episode_returns() for r in results])
         metrics.update(trial_metrics(episode_returns))
-        metrics["env_steps"] = float(sum(r.rollouts[0].num_steps for r in results))
         return metrics
 
     # -- weights and checkpoints -------------------------------------------------------------
