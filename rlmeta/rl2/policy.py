@@ -142,9 +142,13 @@ class RecurrentPolicy(nn.Module):
         values = self.value_head(outputs).squeeze(-1)
         head = self.action_head(outputs)
         if self.discrete_actions:
-            distribution: Distribution = Categorical(logits=head)
+            # No argument validation: it costs more than the forward on per-step sampling batches.
+            distribution: Distribution = Categorical(logits=head, validate_args=False)
         else:
-            distribution = Independent(Normal(head, self.log_std.exp().expand_as(head)), 1)
+            scale = self.log_std.exp().expand_as(head)
+            distribution = Independent(
+                Normal(head, scale, validate_args=False), 1, validate_args=False
+            )
         return distribution, values, final.squeeze(0)
 
 
