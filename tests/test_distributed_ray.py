@@ -130,6 +130,20 @@ def test_two_workers_sample_and_learn_what_the_local_runtime_does(runtime: RayRu
     assert runtime.timings()["env_steps"] == 2 * 5 * fakes.SEQUENCES * fakes.HORIZON
 
 
+def test_workers_fetch_each_version_once_however_many_tasks_they_run(runtime: RayRuntime) -> None:
+    def fetches() -> list[int]:
+        return ray.get([worker.weights_fetches.remote() for worker in runtime.workers])
+
+    runtime.broadcast()
+    before = fetches()
+    results = runtime.collect(runtime.submit(specs(6)))  # at least 2 tasks per worker
+    assert fetches() == before and {r.weights_version for r in results} == {runtime.weights_version}
+    runtime.learn(results)
+    runtime.collect(runtime.submit(specs(6)))
+    grown = [after - was for after, was in zip(fetches(), before, strict=True)]
+    assert max(grown) == 1  # the new version, once per worker that ran a task
+
+
 def test_env_errors_raise_or_are_dropped_and_counted(runtime: RayRuntime) -> None:
     batch = specs(3)
     batch[2] = TaskSpec(2, {"goal": -1.0, "fail_at": 3}, seed=2)

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig
@@ -126,8 +127,16 @@ class RayRuntime:
         self._started_ray = init_ray(config)
         self.device, gpus = learner_placement(config.device, ray.cluster_resources())
         self._timings = rt.Timings()
-        # No CPU reserved: it answers small calls and must not take a worker's place.
-        self.parameter_server = ray.remote(ParameterServer).options(num_cpus=0).remote()
+        # No CPU reserved: it answers small calls and must not take a worker's place. It stays
+        # on the driver's node, so losing a worker node never loses it.
+        driver_node = NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=True
+        )
+        self.parameter_server = (
+            ray.remote(ParameterServer)
+            .options(num_cpus=0, scheduling_strategy=driver_node)
+            .remote()
+        )
         server = ServerClient(self.parameter_server)
         self.learner = (
             ray.remote(Learner)

@@ -200,6 +200,10 @@ class RolloutWorker:
         """Answers once the worker (or its restarted replacement) is up."""
         return True
 
+    def weights_fetches(self) -> int:
+        """How many times this worker fetched weights (a version it lacked, or one-off ones)."""
+        return self.weights.fetches
+
     def reset_weights(self) -> None:
         """Forget the loaded version, so the next one published is fetched even if not newer
         (after a checkpoint is restored at an earlier version)."""
