@@ -21,7 +21,7 @@ class PolicyConfig:
     init_log_std: float = 0.0
     """Initial log standard deviation of Gaussian policies (state-independent)."""
     distribution: str = "auto"
-    """Action distribution: auto (from the action space), gaussian (Box) or categorical (Discrete)."""
+    """Action distribution: auto (from the action space), gaussian (Box), categorical (Discrete)."""
 
 
 @dataclass
