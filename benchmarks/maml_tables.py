@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from rlmeta import checkpoint
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
 from rlmeta.evaluation import EvaluationReport, Summary, evaluate
@@ -141,19 +142,35 @@ def _curve(summaries: list[Summary]) -> list[dict[str, float]]:
     return [{"step": s.x, "mean": s.mean, "ci95": s.ci95, "tasks": s.tasks} for s in summaries]
 
 
+def _finished_run(config: ExperimentConfig, run_dir: Path) -> bool:
+    """True when `run_dir` holds a completed run of exactly `config`."""
+    path = checkpoint.checkpoint_path(run_dir, config.iterations)
+    if not path.exists():
+        return False
+    saved = checkpoint.load_checkpoint(path)["config"]
+    return config_from_dict(saved) == config
+
+
 def train_and_evaluate(
-    name: str, config: ExperimentConfig, run_dir: Path, adapt_steps: int, workers: int
+    name: str, config: ExperimentConfig, run_dir: Path, adapt_steps: int, workers: int,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Train `config` from scratch in `run_dir`, evaluate its final weights on held-out tasks."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # train refuses a run dir with checkpoints; this one is ours
-    print(f"[{name}] training {config.iterations} iterations in {run_dir}", flush=True)
-    start = time.perf_counter()
-    last = train(config, run_dir)
-    train_wall = time.perf_counter() - start
-    # Other work on the shared machine slows the run; the 1/5/15-minute load says how much.
-    load_after_training = list(os.getloadavg())
+    """Train `config` from scratch in `run_dir` (or, with `reuse`, keep a finished run of the
+    same config there), then evaluate its final weights on held-out tasks."""
+    train_wall, load_after_training = None, None
+    if reuse and _finished_run(config, run_dir):
+        print(f"[{name}] reusing the finished run in {run_dir}", flush=True)
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # train refuses a run dir with checkpoints; this one is ours
+        print(f"[{name}] training {config.iterations} iterations in {run_dir}", flush=True)
+        start = time.perf_counter()
+        train(config, run_dir)
+        train_wall = time.perf_counter() - start
+        # Other work on the shared machine slows the run; the 1/5/15-minute load says how much.
+        load_after_training = list(os.getloadavg())
     rows = read_metrics(run_dir / METRICS_FILE)
+    last = rows[-1]
     start = time.perf_counter()
     report = evaluate(run_dir, config.eval_tasks, "test", adapt_steps, run_dir / "eval-test",
                       workers=workers)
@@ -167,7 +184,7 @@ def train_and_evaluate(
         "iterations": iterations,
         "env_steps": int(last["env_steps"]),
         "train_loop_s": float(last["time_s"]),
-        "train_wall_s": train_wall,  # with Ray start-up and shutdown
+        "train_wall_s": train_wall,  # with Ray start-up and shutdown; None when reused
         "s_per_iteration": float(last["time_s"]) / iterations,
         "env_steps_per_s": int(last["env_steps"]) / float(last["time_s"]),
         **iteration_times(rows),
@@ -203,7 +220,9 @@ def run_env(env_name: str, args: argparse.Namespace, command: str) -> dict[str, 
     for method, config in method_configs(base).items():
         steps = 0 if method == "oracle" else ADAPT_STEPS
         run_dir = Path(args.run_root) / env_name / method.replace(" ", "_")
-        runs[method] = train_and_evaluate(method, config, run_dir, steps, args.workers)
+        runs[method] = train_and_evaluate(
+            method, config, run_dir, steps, args.workers, reuse=args.reuse
+        )
     curves = {method: runs[method]["eval"] for method in ("maml", "pretrained")}
     curves["random init"] = runs["maml"]["eval_random_init"]
     oracle = runs["oracle"]["eval"][0]
@@ -389,6 +408,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="results folder (default benchmarks/results; --quick: /tmp)")
     parser.add_argument("--from-json", default=None,
                         help="only re-render the .md of an earlier run's .json (no training)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep finished runs of the same config in --run-root; evaluate only")
     parser.add_argument("--run-root", default="/tmp/rlmeta_maml_bench",
                         help="where the training runs go (each method's folder is replaced)")
     args = parser.parse_args(argv)
