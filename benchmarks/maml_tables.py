@@ -332,6 +332,11 @@ def format_markdown(result: dict[str, Any]) -> str:
             f"{run['train_loop_s']:.0f} | {_times(run)} | "
             f"{run['env_steps_per_s']:,.0f} | {trained} | {_load(run)} |"
         )
+    reused = [m for m in TRAINED if runs[m].get("train_wall_s") is None]
+    if reused:
+        lines += ["", f"Reused finished runs ({', '.join(reused)}; `--reuse`): trained by an "
+                  f"earlier invocation with the same config, which stopped before writing its "
+                  f"tables; the training columns come from those runs' metrics.jsonl."]
     lines += ["", *_peer_lines(result)]
     gap = result["random_init_gap_maml_vs_pretrained"]
     lines += [
