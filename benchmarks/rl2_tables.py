@@ -297,6 +297,7 @@ def _settings_line(result: dict[str, Any]) -> str:
         f"{rl2['meta_batch_size']} tasks × {rl2['trials_per_task']} trials per update, "
         f"{rl2['epochs']} epochs × {rl2['minibatches']} minibatches, γ {rl2['gamma']}, "
         f"λ {rl2['gae_lambda']}, entropy {rl2['entropy_coef']}, clip {rl2['clip']}, "
+        f"reward scale {rl2.get('reward_scale', 1.0)}, "
         f"seed {result['rl2_settings']['seed']}; {result['rl2_updates']} updates, "
         f"{result['rl2_env_steps']:,} env steps, {result['rl2_train_seconds']:.0f} s training. "
         f"Command: `{result['command']}`"
@@ -313,7 +314,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "not measured. RL² rows were trained one at a time on a shared 2-core CPU, one torch "
         "thread; a row marked *not trained (budget)* did not fit the time available and shows "
         "the baselines only. Settings, budget and the exact command of each trained row are "
-        "listed under the tables; `rl2_tables.json` also holds each row's training curve.",
+        "listed under the tables (each row is its own run; rows are collected into one table "
+        "with `--merge`); `rl2_tables.json` also holds each row's training curve. *wall s* "
+        "covers training, evaluation and baselines on a machine shared with other jobs, so it "
+        "varies by up to about 2× between identical runs.",
         "",
     ]
     bandits = [r for r in results if r["family"] == "bandit"]
