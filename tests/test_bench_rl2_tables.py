@@ -1,0 +1,65 @@
+"""benchmarks/rl2_tables.py: the multi-task batched sampler keeps each trial on its own task and
+records what the learner needs to recompute it exactly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlmeta.algorithm import TaskResult
+from rlmeta.rl2 import RL2Algorithm, collate_trials
+from rlmeta.tasks import make_task_env
+
+# benchmarks/ is a folder of scripts run as `python -m benchmarks.<name>` from the repository root.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.rl2_tables import ROWS, parse_args, rl2_config, sample_task_batch  # noqa: E402
+
+
+def small_algorithm(arms: int = 3, episodes: int = 4) -> RL2Algorithm:
+    row = next(r for r in ROWS if r.family == "bandit")
+    args = parse_args(["--hidden-size", "8", "--only", row.name])
+    config = rl2_config(row, args)
+    config.env_kwargs = {"arms": arms}
+    config.rl2.episodes_per_trial = episodes
+    env = make_task_env(config.env, **config.env_kwargs)
+    torch.manual_seed(0)
+    return RL2Algorithm(config, env.observation_space, env.action_space)
+
+
+def test_each_trial_runs_on_its_own_task_and_recomputes_exactly():
+    torch.set_num_threads(1)
+    algorithm = small_algorithm()
+    # Deterministic arms: the reward of a pull names the task it came from.
+    tasks = [{"means": [1.0, 0.0, 0.0]}, {"means": [0.0, 1.0, 0.0]}, {"means": [0.0, 0.0, 1.0]}]
+    envs = [make_task_env("rlmeta/Bandit-v0", arms=3) for _ in range(6)]
+    rollout = sample_task_batch(algorithm, envs, tasks, trials_per_task=2, seed=5)
+    assert rollout.num_sequences == 6 and rollout.num_steps == 6 * 4
+    for column in range(6):
+        means = np.asarray(tasks[column // 2]["means"])
+        np.testing.assert_array_equal(rollout.rewards[:, column], means[rollout.actions[:, column]])
+    result = TaskResult(index=0, task=rollout.task, seed=5, weights_version=0, rollouts=[rollout])
+    batch = collate_trials([result])
+    with torch.no_grad():
+        distribution, _ = algorithm._evaluate_batch(batch)
+        log_probs = distribution.log_prob(batch.actions)
+    torch.testing.assert_close(log_probs * batch.mask, batch.old_log_probs * batch.mask)
+
+
+def test_too_few_envs_for_the_tasks_is_an_error():
+    algorithm = small_algorithm()
+    envs = [make_task_env("rlmeta/Bandit-v0", arms=3)]
+    with pytest.raises(ValueError, match="needs 2 envs, got 1"):
+        sample_task_batch(algorithm, envs, [{"means": [0.5] * 3}] * 2, trials_per_task=1, seed=0)
+
+
+def test_a_config_for_another_row_is_rejected_by_name():
+    config = str(ROOT / "experiments" / "rl2_bandit_k5_n10.yaml")
+    args = parse_args(["--config", config, "--only", "bandit-10-10"])
+    row = next(r for r in ROWS if r.name == "bandit-10-10")
+    with pytest.raises(ValueError, match="row bandit-10-10 expects"):
+        rl2_config(row, args)
