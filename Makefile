@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=10
 
 # The figures quoted in README.md and benchmarks/results/*.md. Several hours on 2 cores;
 # each script takes a smaller budget too (see its --help).
