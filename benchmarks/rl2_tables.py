@@ -1,12 +1,15 @@
 """The RL² paper's tables (Duan et al. 2016, Tables 1 and 2), measured side by side in one run.
 
 For each row (Bernoulli bandits n ∈ {10, 100} × k ∈ {5, 10, 50}; random tabular MDPs n ∈ {10, 25})
-this trains RL² with rlmeta for `--budget` env steps, then evaluates it and the classic baselines
-(`benchmarks.baselines_bandit_mdp`) on the same `--tasks` held-out tasks, one trial each. The
-paper's RL² and Gittins (bandits) / PSRL (MDPs) figures sit in the same table for reference.
+this trains RL² with rlmeta for `--budget` env steps (or `--max-minutes`), then evaluates it and
+the classic baselines (`benchmarks.baselines_bandit_mdp`) on the same `--tasks` held-out tasks, one
+trial each. The paper's RL² and Gittins (bandits) / PSRL (MDPs) figures sit in the same table for
+reference. A row's tuned settings live in `experiments/rl2_*.yaml`; one row per run, merged:
 
     python -m benchmarks.rl2_tables --budget 20000          # smoke: a few minutes on one core
-    python -m benchmarks.rl2_tables --budget 5000000 --only bandit-10-5
+    python -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n10.yaml \
+        --only bandit-10-5 --budget 1000000 --merge
+    python -m benchmarks.rl2_tables --budget 0 --only mdp-25 --merge   # baselines only
 
 Writes benchmarks/results/rl2_tables.md and .json (or `--out`).
 """
