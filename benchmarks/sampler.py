@@ -66,8 +66,13 @@ def markdown(report: dict[str, Any]) -> str:
         "# Sampler benchmark",
         "",
         f"Machine: {report['machine']}; load average {report['load_before']} before, "
-        f"{report['load_after']} after. **Provisional**: taken while other engineers' jobs shared "
-        "the 2 CPU cores, so the multi-worker ratio is bounded by the cores left over.",
+        f"{report['load_after']} after"
+        + (
+            ". **Provisional**: other jobs were sharing the CPU cores, so the multi-worker ratio "
+            "is bounded by the cores left over."
+            if report["load_before"][0] > 1.0
+            else " (nothing else running)."
+        ),
         "",
         "| env | workers × envs | steps/s (Ray) | raw steps/s (1 process) | ratio | broadcast s |",
         "| --- | --- | --- | --- | --- | --- |",
