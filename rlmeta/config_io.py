@@ -78,6 +78,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "rl2.value_coef": _NON_NEGATIVE,
     "rl2.entropy_coef": _NON_NEGATIVE,
     "rl2.max_grad_norm": _POSITIVE,
+    "rl2.reward_scale": _POSITIVE,
 }
 
 # Lists that must not be empty.

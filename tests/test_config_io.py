@@ -100,6 +100,7 @@ def test_override_syntax_errors_are_clear() -> None:
         ({"maml": {"eval_inner_lrs": []}}, "'maml.eval_inner_lrs' must be a non-empty list"),
         ({"env_kwargs": [1]}, "'env_kwargs' must be a mapping"),
         ({"address": 5}, "'address' must be a string or null, got 5"),
+        ({"rl2": {"reward_scale": 0}}, "'rl2.reward_scale' must be > 0, got 0"),
     ],
 )
 def test_bad_values_name_the_key_and_the_expected_form(data: dict, message: str) -> None:
