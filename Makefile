@@ -31,7 +31,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/sampler.py
 	$(PY) -m benchmarks.maml_tables --envs navigation2d
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel,halfcheetah_dir --iterations 20 --eval-tasks 20
-	$(PY) -m benchmarks.rl2_tables
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n10.yaml --only bandit-10-5 --budget 1000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n10.yaml --only bandit-10-10 --budget 1500000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n10.yaml --only bandit-10-50 --budget 4000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n100.yaml --only bandit-100-5 --budget 8000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n100.yaml --only bandit-100-10 --budget 8000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n100.yaml --only bandit-100-50 --budget 8000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 6000000 --merge
+	$(PY) -m benchmarks.rl2_tables --only mdp-25 --budget 0 --merge
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
