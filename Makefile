@@ -29,8 +29,9 @@ test: $(STAMP)
 # each script takes a smaller budget too (see its --help).
 bench: $(STAMP)
 	$(PY) benchmarks/sampler.py
-	$(PY) -m benchmarks.maml_tables --envs navigation2d
-	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel,halfcheetah_dir --iterations 20 --eval-tasks 20
+	$(PY) -m benchmarks.maml_tables --envs navigation2d --iterations 100 --eval-tasks 40 --workers 2
+	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel --iterations 15 --eval-tasks 20 --workers 2
+	$(PY) -m benchmarks.maml_tables --envs halfcheetah_dir --iterations 12 --eval-tasks 20 --workers 2
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n10.yaml --only bandit-10-5 --budget 1000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n10.yaml --only bandit-10-10 --budget 1500000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n10.yaml --only bandit-10-50 --budget 4000000 --merge
