@@ -6,6 +6,7 @@ Other `test_distributed_*` modules import the fakes from here.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -261,6 +262,18 @@ def test_learner_puts_each_version_once_and_publishes_it_to_the_server() -> None
         learner.publish(1)
     learner.publish(0, reset=True)  # a restored checkpoint restarts the versions
     assert server.latest() == (0, [len(puts)])
+
+
+def test_learner_threads_zero_means_every_core_and_none_leaves_torch_alone() -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        Learner(make_fake_algorithm, "cpu")
+        assert torch.get_num_threads() == 1
+        Learner(make_fake_algorithm, "cpu", threads=0)
+        assert torch.get_num_threads() == (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
