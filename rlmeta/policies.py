@@ -7,6 +7,7 @@ is given, so an inner loop adapts a dict of tensors out of place and never clone
 from __future__ import annotations
 
 import copy
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +20,7 @@ from rlmeta.config import PolicyConfig
 Params = dict[str, Tensor]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int, activation: str) -> nn.Sequential:
@@ -50,6 +52,12 @@ class _FunctionalPolicy(nn.Module):
         """Draw one action per row with `generator`, so sampling is reproducible from a seed."""
         raise NotImplementedError
 
+    def sample_with_log_prob(
+        self, distribution: Distribution, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """`sample` and the log-probability of each drawn action."""
+        raise NotImplementedError
+
 
 class GaussianMLPPolicy(_FunctionalPolicy):
     """Diagonal Gaussian with an MLP mean and a state-independent log standard deviation."""
@@ -76,11 +84,21 @@ class GaussianMLPPolicy(_FunctionalPolicy):
         return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
     def sample(self, distribution: Distribution, generator: torch.Generator) -> Tensor:
+        return self.sample_with_log_prob(distribution, generator)[0]
+
+    def sample_with_log_prob(
+        self, distribution: Distribution, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """An action per row and its log-probability, the latter from the standard-normal noise
+        (`−½‖ε‖² − Σ log σ − (d/2) log 2π`): cheaper than `log_prob` on the sampling hot path."""
         base = distribution.base_dist
         noise = torch.randn(
             base.loc.shape, generator=generator, dtype=base.loc.dtype, device=base.loc.device
         )
-        return base.loc + base.scale * noise
+        log_prob = -0.5 * (noise * noise).sum(-1) - base.scale.log().sum(-1) - _HALF_LOG_2PI * (
+            noise.shape[-1]
+        )
+        return base.loc + base.scale * noise, log_prob
 
 
 class CategoricalMLPPolicy(_FunctionalPolicy):
@@ -100,6 +118,12 @@ class CategoricalMLPPolicy(_FunctionalPolicy):
 
     def sample(self, distribution: Distribution, generator: torch.Generator) -> Tensor:
         return torch.multinomial(distribution.probs, 1, generator=generator).squeeze(-1)
+
+    def sample_with_log_prob(
+        self, distribution: Distribution, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        actions = self.sample(distribution, generator)
+        return actions, distribution.log_prob(actions)
 
 
 def make_policy(
@@ -185,8 +209,9 @@ class FeedForwardActor:
         with torch.no_grad():
             obs = torch.as_tensor(observations, dtype=self.dtype)
             distribution = self.policy.distribution(obs)
-            actions = self.policy.sample(distribution, self.generator)
-            log_probs = distribution.log_prob(actions)
-        if isinstance(self.policy, CategoricalMLPPolicy):
-            return actions.numpy().astype(np.int64), log_probs.numpy().astype(np.float32)
-        return actions.numpy().astype(np.float32), log_probs.numpy().astype(np.float32)
+            actions, log_probs = self.policy.sample_with_log_prob(distribution, self.generator)
+        action_dtype = np.int64 if isinstance(self.policy, CategoricalMLPPolicy) else np.float32
+        return (
+            actions.numpy().astype(action_dtype, copy=False),
+            log_probs.numpy().astype(np.float32, copy=False),
+        )

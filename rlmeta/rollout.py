@@ -129,13 +129,15 @@ def sample_rollout(
     successes = np.zeros((num_sequences, episodes_per_sequence), dtype=np.float32)
     saw_success = False
 
-    slot_sequence = np.full(n_slots, -1, dtype=np.int64)
-    slot_episode = np.zeros(n_slots, dtype=np.int64)
-    slot_t = np.zeros(n_slots, dtype=np.int64)
-    observations = [None] * n_slots
+    # Per-slot bookkeeping in plain Python lists: numpy scalar access costs more than the
+    # arithmetic, and this loop runs once per env step.
+    slot_sequence = [-1] * n_slots
+    slot_episode = [0] * n_slots
+    slot_t = [0] * n_slots
+    observations: list[Any] = [None] * n_slots
     prev_actions = np.zeros((n_slots, *act_shape), dtype=np.int64 if discrete else np.float32)
-    prev_rewards = np.zeros(n_slots, dtype=np.float32)
-    prev_dones = np.zeros(n_slots, dtype=np.float32)
+    prev_rewards = [0.0] * n_slots
+    prev_dones = [0.0] * n_slots
     next_sequence = 0
 
     def start(slot: int) -> None:
@@ -148,55 +150,56 @@ def sample_rollout(
         obs, _ = envs[slot].reset(seed=seed + j)
         _check_finite("observation", obs, env_id, task, 0)
         observations[slot] = obs
-        prev_actions[slot] = 0
         prev_rewards[slot] = 0.0
         prev_dones[slot] = 0.0
 
     for slot in range(n_slots):
         start(slot)
     actor.start_sequences(np.arange(n_slots))
-    active = slot_sequence >= 0
+    active = list(range(n_slots))
 
-    while active.any():
+    while active:
         obs_batch = np.stack(observations).astype(np.float32, copy=False)
-        actions, log_probs = actor.act(obs_batch, prev_actions, prev_rewards, prev_dones)
+        if not np.isfinite(obs_batch).all():
+            bad = int(np.flatnonzero(~np.isfinite(obs_batch).reshape(n_slots, -1).all(1))[0])
+            _check_finite("observation", observations[bad], env_id, task, slot_t[bad])
+        actions, log_probs = actor.act(
+            obs_batch,
+            prev_actions,
+            np.asarray(prev_rewards, dtype=np.float32),
+            np.asarray(prev_dones, dtype=np.float32),
+        )
+        step_log_probs = log_probs.tolist()
         restarted = []
-        for slot in np.flatnonzero(active):
+        still_active = []
+        for slot in active:
             action = actions[slot]
-            j = int(slot_sequence[slot])
+            j = slot_sequence[slot]
+            t = slot_t[slot]
             try:
                 obs, reward, terminated, truncated, info = envs[slot].step(action)
             except Exception as error:  # re-raised with the env, task and step named
                 raise EnvStepError(
                     f"env {env_id!r} raised on task {task_protocol.describe_task(task)} at step "
-                    f"{int(slot_t[slot])} of episode {int(slot_episode[slot])}: "
-                    f"{type(error).__name__}: {error}"
+                    f"{t} of episode {slot_episode[slot]}: {type(error).__name__}: {error}"
                 ) from error
-            _check_finite("reward", reward, env_id, task, int(slot_t[slot]))
-            _check_finite("observation", obs, env_id, task, int(slot_t[slot]))
+            reward = float(reward)
+            if not math.isfinite(reward):
+                _check_finite("reward", reward, env_id, task, t)
             done = bool(terminated or truncated)
             steps[j].append(
-                (
-                    observations[slot],
-                    action,
-                    float(reward),
-                    done,
-                    bool(terminated),
-                    float(log_probs[slot]),
-                    int(slot_t[slot]),
-                    int(slot_episode[slot]),
-                )
+                (observations[slot], action, reward, done, bool(terminated),
+                 step_log_probs[slot], t, slot_episode[slot])
             )
             if "success" in info:
                 saw_success = True
-                successes[j, slot_episode[slot]] = max(
-                    successes[j, slot_episode[slot]], float(info["success"])
-                )
-            prev_actions[slot] = action
+                episode = slot_episode[slot]
+                successes[j, episode] = max(successes[j, episode], float(info["success"]))
             prev_rewards[slot] = reward
             prev_dones[slot] = float(done)
-            slot_t[slot] += 1
+            still_active.append(slot)
             if not done:
+                slot_t[slot] = t + 1
                 observations[slot] = obs
                 continue
             slot_episode[slot] += 1
@@ -204,14 +207,17 @@ def sample_rollout(
             if slot_episode[slot] < episodes_per_sequence:
                 # Same sequence, next episode: the recurrent state carries over.
                 obs, _ = envs[slot].reset()
-                _check_finite("observation", obs, env_id, task, 0)
                 observations[slot] = obs
             elif next_sequence < num_sequences:
                 start(slot)
                 restarted.append(slot)
             else:
-                active[slot] = False
+                still_active.pop()
+        active = still_active
+        # The previous action of every slot is the one just taken; a new sequence starts at 0.
+        prev_actions = actions.copy()
         if restarted:
+            prev_actions[restarted] = 0
             actor.start_sequences(np.asarray(restarted))
 
     return _stack(steps, episodes_per_sequence, discrete, act_shape, task, seed, weights_version,

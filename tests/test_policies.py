@@ -99,3 +99,23 @@ def test_categorical_actor_returns_integer_actions():
     assert actions.dtype == np.int64 and actions.shape == (6,)
     assert ((actions >= 0) & (actions < 5)).all()
     assert (log_probs < 0).all()
+
+
+def test_sampled_log_probs_equal_the_distributions_log_prob():
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from rlmeta.config import PolicyConfig
+    from rlmeta.policies import make_policy
+
+    for action_space in (gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(4)):
+        policy = make_policy(
+            gym.spaces.Box(-1, 1, (2,), np.float32), action_space,
+            PolicyConfig(hidden_sizes=[8], init_log_std=-0.7),
+        )
+        distribution = policy.distribution(torch.randn(5, 2))
+        actions, log_probs = policy.sample_with_log_prob(
+            distribution, torch.Generator().manual_seed(0)
+        )
+        torch.testing.assert_close(log_probs, distribution.log_prob(actions))

@@ -126,3 +126,17 @@ def test_non_finite_reward_is_an_error_not_data():
 def test_rejects_empty_request():
     with pytest.raises(ValueError, match="num_sequences"):
         sample_rollout(_envs(1), ConstantActor(), num_sequences=0)
+
+
+class NanObservationEnv(CountingEnv):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.t >= 2:
+            obs = np.array([np.nan], dtype=np.float32)
+        return obs, reward, terminated, truncated, info
+
+
+def test_non_finite_observation_is_an_error_naming_the_step():
+    envs = [CountingEnv(), NanObservationEnv()]
+    with pytest.raises(EnvStepError, match="non-finite observation at step 2"):
+        sample_rollout(envs, ConstantActor(), num_sequences=2)
