@@ -97,6 +97,16 @@ class _EpisodeClock:
         self._t = 0
         return super().reset(seed=seed, options=options)
 
+    def _simulate(self, action: Any, ctrl_cost_weight: float) -> tuple[float, float, float]:
+        """Advance the simulation; returns (x velocity, task's velocity reward, control cost)."""
+        action = np.asarray(action)
+        x_before = self.data.qpos[0]
+        self.do_simulation(action, self.frame_skip)
+        x_velocity = float((self.data.qpos[0] - x_before) / self.dt)
+        return x_velocity, self.velocity_reward(x_velocity), ctrl_cost_weight * float(
+            np.dot(action, action)
+        )
+
     def _tick(self) -> bool:
         self._t += 1
         return self._t >= self.horizon
@@ -110,12 +120,7 @@ class _CheetahTaskEnv(_EpisodeClock, HalfCheetahEnv):
         self._start_clock(horizon, kwargs)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = np.asarray(action)
-        x_before = self.data.qpos[0]
-        self.do_simulation(action, self.frame_skip)
-        x_velocity = float((self.data.qpos[0] - x_before) / self.dt)
-        forward = self.velocity_reward(x_velocity)
-        ctrl_cost = self.CTRL_COST * float(np.dot(action, action))
+        x_velocity, forward, ctrl_cost = self._simulate(action, self.CTRL_COST)
         info = {"x_velocity": x_velocity, "reward_forward": forward, "reward_ctrl": -ctrl_cost}
         return self._get_obs(), forward - ctrl_cost, False, self._tick(), info
 
@@ -129,12 +134,7 @@ class _AntTaskEnv(_EpisodeClock, AntEnv):
         self._start_clock(horizon, kwargs)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = np.asarray(action)
-        x_before = self.data.qpos[0]
-        self.do_simulation(action, self.frame_skip)
-        x_velocity = float((self.data.qpos[0] - x_before) / self.dt)
-        forward = self.velocity_reward(x_velocity)
-        ctrl_cost = self.CTRL_COST * float(np.dot(action, action))
+        x_velocity, forward, ctrl_cost = self._simulate(action, self.CTRL_COST)
         contact_cost = float(self.contact_cost)
         reward = forward - ctrl_cost - contact_cost + self.SURVIVE_REWARD
         terminated = not self.is_healthy
