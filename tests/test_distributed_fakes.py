@@ -217,6 +217,28 @@ def test_weights_client_pulls_and_fetches_only_when_the_version_grew() -> None:
     assert fetched == ["v0", "v2"]
 
 
+class CountingServer(ParameterServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def latest(self):
+        self.asked += 1
+        return super().latest()
+
+
+def test_weights_client_holding_the_needed_version_does_not_ask_the_server() -> None:
+    server = CountingServer()
+    server.publish(0, "v0")
+    client = WeightsClient(FakeAlgorithm(), lambda h: {"mean": torch.tensor([0.0])}, server)
+    assert [client.pull(0) for _ in range(5)] == [0] * 5
+    assert server.asked == 1
+    server.publish(1, "v1")
+    assert client.pull(1) == 1 and server.asked == 2
+    client.update(None, "one-off")  # one-off weights: the next pull must ask again
+    assert client.pull(1) == 1 and server.asked == 3
+
+
 def test_worker_seeds_each_task_so_the_order_does_not_matter() -> None:
     server = server_with({"mean": torch.tensor([0.5])})
     worker = RolloutWorker(make_fake_algorithm, make_fake_env, 2, server)

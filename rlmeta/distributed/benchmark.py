@@ -89,8 +89,8 @@ def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec]) -
         live, steps = list(range(len(envs))), 0
         while live:
             with torch.no_grad():
-                rows = np.stack([observations[i] for i in live])
-                batch = torch.as_tensor(rows, dtype=torch.float32)
+                rows = np.array([observations[i] for i in live], dtype=np.float32)
+                batch = torch.as_tensor(rows)
                 actions = policy.sample(policy.distribution(batch), generator).numpy()
             still = []
             for i, action in zip(live, actions, strict=True):

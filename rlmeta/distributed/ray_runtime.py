@@ -4,9 +4,9 @@ driver-side scheduler.
 Tasks wait in one queue and go to whichever worker has room (`TASKS_PER_WORKER` in flight each,
 so a worker never idles while the driver handles its last result). The learner puts each weights
 version in the object store once and publishes (version, [ObjectRef]) to the parameter server;
-the ref is wrapped in a list so Ray hands it over unresolved. A dispatch carries only the version
-the task needs at least; the worker asks the parameter server for the newest and fetches only
-versions it lacks. A task whose worker died is queued again with the same seed, up to
+the ref is wrapped in a list so Ray hands it over unresolved. A dispatch carries only the newest
+version the driver knows of; a worker that holds it samples at once, one that does not asks the
+parameter server for the newest and fetches only versions it lacks. A task whose worker died is queued again with the same seed, up to
 `max_task_retries` times.
 """
 
