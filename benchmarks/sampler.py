@@ -1,6 +1,6 @@
 """Sampler benchmark: Ray workers versus one plain process, weights broadcast, MAML iteration split.
 
-    .venv/bin/python benchmarks/sampler.py [--steps 40000] [--out benchmarks/results]
+    .venv/bin/python benchmarks/sampler.py [--steps 40000] [--repeats 3] [--out benchmarks/results]
 
 Writes sampler.json (all numbers) and sampler.md (a table). Target: ratio >= 0.8 with
 2 workers x 10 envs on rlmeta/HalfCheetahVel-v0. The load average at the start and end is
@@ -76,14 +76,26 @@ def markdown(report: dict[str, Any]) -> str:
             else " (no other job was running)."
         ),
         "",
-        "| env | workers × envs | steps/s (Ray) | raw steps/s (1 process) | ratio | broadcast s |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Each configuration was measured "
+        f"{report['repeats']} times in a row; the raw rate is the mean of a plain-process run "
+        "before and one after each Ray run (both shown).",
+        "",
+        "| env | workers × envs | run | steps/s (Ray) | raw steps/s (before, after) | ratio | "
+        "broadcast s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in report["sampler"]:
+        before, after = row["raw_before_after"]
         lines.append(
-            f"| {row['env_id']} | {row['workers']} × {row['envs_per_worker']} | "
-            f"{row['steps_per_s']} | {row['raw_steps_per_s']} | {row['ratio']} | "
-            f"{row['broadcast_s']} |"
+            f"| {row['env_id']} | {row['workers']} × {row['envs_per_worker']} | {row['run']} | "
+            f"{row['steps_per_s']} | {row['raw_steps_per_s']} ({before}, {after}) | "
+            f"{row['ratio']} | {row['broadcast_s']} |"
+        )
+    lines.append("")
+    for workers, summary in report["ratio_summary"].items():
+        lines.append(
+            f"- {workers} × 10: median ratio **{summary['median']}** "
+            f"(min {summary['min']}, max {summary['max']})"
         )
     maml = report["maml_iteration"]
     lines += [
@@ -94,6 +106,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"driver waiting {maml['waiting_s']} s, learner {maml['learner_s']} s, "
         f"weights put {maml['broadcast_s']} s, {int(maml['env_steps'])} env steps.",
         "",
+        f"Command: `.venv/bin/python benchmarks/sampler.py --steps {report['steps']} "
+        f"--repeats {report['repeats']}` (`make bench` runs it). Where the time goes, and what "
+        "was tried: `sampler_notes.md`.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -101,20 +117,33 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40_000)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measurements per configuration; the summary gives their median")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.set_num_threads(1)
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "load_before": [round(x, 2) for x in os.getloadavg()],
+        "repeats": args.repeats,
+        "steps": args.steps,
         "sampler": [],
+        "ratio_summary": {},
     }
     ray.init(num_cpus=3, include_dashboard=False, configure_logging=False)
     try:
         for workers in (2, 1):
-            row = sampler_benchmark(ENV_ID, workers, 10, args.steps)
-            print(json.dumps(row))
-            report["sampler"].append(row)
+            ratios = []
+            for run in range(1, args.repeats + 1):
+                row = {**sampler_benchmark(ENV_ID, workers, 10, args.steps), "run": run}
+                print(json.dumps(row))
+                report["sampler"].append(row)
+                ratios.append(row["ratio"])
+            report["ratio_summary"][workers] = {
+                "median": round(float(np.median(ratios)), 3),
+                "min": min(ratios),
+                "max": max(ratios),
+            }
         report["maml_iteration"] = maml_iteration_timings(2, 10)
         print(json.dumps(report["maml_iteration"]))
     finally:

@@ -117,7 +117,8 @@ def sampler_benchmark(
 
     `steps` is the total env-step budget through the Ray workers, as whole tasks of one
     full-length episode per env (a multiple of `workers`; episodes that end early make the
-    count smaller, reported as `env_steps`); the plain process samples one worker's share.
+    count smaller, reported as `env_steps`); the plain process samples one worker's share
+    before and after the Ray run, and `raw_steps_per_s` is the mean of the two.
     Also times one weights broadcast to every worker (`broadcast_s`).
     """
     if workers < 1 or envs_per_worker < 1 or steps < 1:
@@ -130,7 +131,9 @@ def sampler_benchmark(
     per_task = envs_per_worker * horizon
     n_tasks = workers * max(1, math.ceil(steps / (per_task * workers)))
     specs = _specs(env_id, n_tasks, seed)
-    raw = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers])
+    # The plain-process rate drifts by a few percent over a minute on a shared host; measuring it
+    # on both sides of the Ray run and averaging keeps that drift out of the ratio.
+    raw_before = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers])
 
     config = ExperimentConfig(env=env_id, workers=workers, envs_per_worker=envs_per_worker,
                               device="cpu", seed=seed)
@@ -147,6 +150,8 @@ def sampler_benchmark(
         broadcast_s = runtime.broadcast()
     finally:
         runtime.shutdown()
+    raw_after = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers])
+    raw = (raw_before + raw_after) / 2
     steps_per_s = measured / elapsed
     return {
         "env_id": env_id,
@@ -155,6 +160,7 @@ def sampler_benchmark(
         "env_steps": measured,
         "steps_per_s": round(steps_per_s, 1),
         "raw_steps_per_s": round(raw, 1),
+        "raw_before_after": [round(raw_before, 1), round(raw_after, 1)],
         "ratio": round(steps_per_s / (workers * raw), 3),
         "broadcast_s": round(broadcast_s, 4),
     }

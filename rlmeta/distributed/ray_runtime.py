@@ -6,8 +6,8 @@ so a worker never idles while the driver handles its last result). The learner p
 version in the object store once and publishes (version, [ObjectRef]) to the parameter server;
 the ref is wrapped in a list so Ray hands it over unresolved. A dispatch carries only the newest
 version the driver knows of; a worker that holds it samples at once, one that does not asks the
-parameter server for the newest and fetches only versions it lacks. A task whose worker died is queued again with the same seed, up to
-`max_task_retries` times.
+parameter server for the newest and fetches only versions it lacks. A task whose worker died is
+queued again with the same seed, up to `max_task_retries` times.
 """
 
 from __future__ import annotations
