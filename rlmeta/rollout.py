@@ -8,6 +8,7 @@ episodes of the same task. Algorithms turn it into tensors; workers produce it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -74,6 +75,35 @@ class Rollout:
         """Mean undiscounted return per episode."""
         return float(self.episode_returns().mean())
 
+    def select_sequences(self, columns: Sequence[int] | np.ndarray) -> Rollout:
+        """The sub-rollout of sequences `columns`: [T, N] arrays sliced on axis 1 (T kept, so
+        trailing rows may be all padding), `successes` rows and every `extras` array whose first
+        axis is N; other extras, task, seed and version are carried over as they are."""
+        columns = np.asarray(columns, dtype=np.int64)
+        n = self.num_sequences
+        if columns.ndim != 1 or columns.size == 0 or columns.min() < -n or columns.max() >= n:
+            raise ValueError(
+                f"columns must be a non-empty 1-D list of sequence indices below {n}, "
+                f"got {columns.tolist()}"
+            )
+        time_major = {
+            name: getattr(self, name)[:, columns]
+            for name in ("observations", "actions", "rewards", "dones", "terminated", "mask",
+                         "log_probs", "timesteps", "episode_index")
+        }
+        extras = {
+            key: value[columns] if np.ndim(value) >= 1 and np.shape(value)[0] == n else value
+            for key, value in self.extras.items()
+        }
+        return Rollout(
+            **time_major,
+            task=self.task,
+            seed=self.seed,
+            weights_version=self.weights_version,
+            successes=None if self.successes is None else self.successes[columns],
+            extras=extras,
+        )
+
 
 class EnvStepError(RuntimeError):
     """An env raised or produced a non-finite value; names the env, the task and the step."""
@@ -84,9 +114,16 @@ def _check_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> N
     finite = math.isfinite(value) if isinstance(value, float | int) else np.isfinite(value).all()
     if not finite:
         raise EnvStepError(
-            f"env {env_id!r} on task {task_protocol.describe_task(task)} returned a non-finite "
+            f"env {env_id!r} on task {_describe(task)} returned a non-finite "
             f"{name} at step {step}: {value!r}; expected finite numbers"
         )
+
+
+def _describe(task: Any) -> str:
+    # A list is the tasks of several task groups sampled together (`RL2Algorithm.run_tasks`).
+    if isinstance(task, list):
+        return "[" + ", ".join(task_protocol.describe_task(t) for t in task) + "]"
+    return task_protocol.describe_task(task)
 
 
 def _env_id(env: gym.Env) -> str:
@@ -102,19 +139,31 @@ def sample_rollout(
     seed: int = 0,
     task: Any = None,
     weights_version: int = 0,
+    sequence_seeds: Sequence[int] | None = None,
 ) -> Rollout:
     """Sample `num_sequences` sequences of `episodes_per_sequence` episodes each.
 
-    The envs must already be set to `task`. Sequences are handed to env slots as slots free up,
+    The envs must already be set to `task` (used for `Rollout.task` and error messages; a list
+    when slot groups hold different tasks). Sequences are handed to env slots as slots free up,
     in a fixed order, so the result depends only on (seed, len(envs), actor's RNG), never on
-    timing. Sequence j resets its first episode with seed `seed + j`; later episodes of the same
-    sequence continue that env's RNG.
+    timing. Sequence j resets its first episode with seed `seed + j`, or `sequence_seeds[j]`
+    when given; later episodes of the same sequence continue that env's RNG. With
+    `num_sequences <= len(envs)` sequence j runs in env slot j.
     """
     if num_sequences < 1 or episodes_per_sequence < 1:
         raise ValueError(
             f"num_sequences and episodes_per_sequence must be >= 1, got "
             f"{num_sequences} and {episodes_per_sequence}"
         )
+    if sequence_seeds is None:
+        reset_seeds = range(seed, seed + num_sequences)
+    else:
+        reset_seeds = [int(s) for s in sequence_seeds]
+        if len(reset_seeds) != num_sequences:
+            raise ValueError(
+                f"sequence_seeds must hold one seed per sequence ({num_sequences}), got "
+                f"{len(reset_seeds)}"
+            )
     n_slots = min(len(envs), num_sequences)
     envs = envs[:n_slots]
     env_id = _env_id(envs[0])
@@ -152,7 +201,7 @@ def sample_rollout(
         slot_sequence[slot] = j
         slot_episode[slot] = 0
         slot_t[slot] = 0
-        obs, _ = envs[slot].reset(seed=seed + j)
+        obs, _ = envs[slot].reset(seed=reset_seeds[j])
         _check_finite("observation", obs, env_id, task, 0)
         observations[slot] = obs
         prev_rewards[slot] = 0.0
@@ -194,7 +243,7 @@ def sample_rollout(
                 obs, reward, terminated, truncated, info = envs[slot].step(actions[slot])
             except Exception as error:  # re-raised with the env, task and step named
                 raise EnvStepError(
-                    f"env {env_id!r} raised on task {task_protocol.describe_task(task)} at step "
+                    f"env {env_id!r} raised on task {_describe(task)} at step "
                     f"{t} of episode {slot_episode[slot]}: {type(error).__name__}: {error}"
                 ) from error
             reward = float(reward)

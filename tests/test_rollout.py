@@ -140,3 +140,45 @@ def test_non_finite_observation_is_an_error_naming_the_step():
     envs = [CountingEnv(), NanObservationEnv()]
     with pytest.raises(EnvStepError, match="non-finite observation at step 2"):
         sample_rollout(envs, ConstantActor(), num_sequences=2)
+
+
+class SeedRecordingEnv(CountingEnv):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.reset_seeds: list[int | None] = []
+
+    def reset(self, *, seed=None, options=None):
+        self.reset_seeds.append(seed)
+        return super().reset(seed=seed, options=options)
+
+
+def test_sequence_seeds_replace_seed_plus_j_for_each_sequence_first_reset():
+    envs = [SeedRecordingEnv(length=2) for _ in range(3)]
+    rollout = sample_rollout(envs, ConstantActor(), 3, episodes_per_sequence=2, seed=5,
+                             sequence_seeds=[70, 40, 90])
+    # One sequence per slot: slot j's first reset uses seed j, its second episode continues.
+    assert [env.reset_seeds for env in envs] == [[70, None], [40, None], [90, None]]
+    default = sample_rollout(_envs(3, length=2), ConstantActor(), 3, 2, seed=70)
+    assert np.array_equal(rollout.observations[:, 0], default.observations[:, 0])
+    with pytest.raises(ValueError, match=r"one seed per sequence \(3\), got 2"):
+        sample_rollout(envs, ConstantActor(), 3, sequence_seeds=[1, 2])
+
+
+def test_select_sequences_slices_every_field_by_column():
+    envs = [CountingEnv(length=k) for k in (1, 3, 2, 4)]
+    rollout = sample_rollout(envs, ConstantActor(), 4, episodes_per_sequence=2, seed=3)
+    rollout.extras["initial_state"] = np.arange(8, dtype=np.float32).reshape(4, 2)
+    rollout.extras["note"] = np.array([7.0])  # not one row per sequence: carried as it is
+    columns = [3, 1]
+    part = rollout.select_sequences(columns)
+    for name in ("observations", "actions", "rewards", "dones", "terminated", "mask",
+                 "log_probs", "timesteps", "episode_index"):
+        assert np.array_equal(getattr(part, name), getattr(rollout, name)[:, columns]), name
+    assert np.array_equal(part.successes, rollout.successes[columns])
+    assert np.array_equal(part.extras["initial_state"], [[6.0, 7.0], [2.0, 3.0]])
+    assert part.extras["note"] is rollout.extras["note"]
+    assert (part.task, part.seed, part.weights_version) == (rollout.task, 3, 0)
+    assert np.array_equal(part.episode_returns(), rollout.episode_returns()[columns])
+    assert part.num_steps == 2 * (4 + 3)
+    with pytest.raises(ValueError, match="sequence indices below 4, got \\[4\\]"):
+        rollout.select_sequences([4])
