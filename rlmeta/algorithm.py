@@ -1,8 +1,9 @@
 """The contract between an algorithm and whatever runs it (a local loop or Ray actors).
 
 An algorithm object is built the same way in every process from the experiment config. Rollout
-workers call `run_task` (sample a task, for MAML adapt and sample again); the learner calls
-`update` on the results of one meta-batch. Weights cross processes as a flat dict of CPU
+workers call `run_task` (sample a task, for MAML adapt and sample again), or the optional
+`run_tasks` for several tasks at once (see `BatchedAlgorithm`); the learner calls `update` on
+the results of one meta-batch. Weights cross processes as a flat dict of CPU
 tensors, versioned by the caller. Nothing here knows about Ray.
 """
 
@@ -67,3 +68,22 @@ class Algorithm(Protocol):
         """Weights, optimiser state and anything else resume needs: tensors and plain data only."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class BatchedAlgorithm(Algorithm, Protocol):
+    """An `Algorithm` that can also sample several tasks in one call (RL²).
+
+    `run_tasks` is optional: workers look for it with `getattr`, and call `run_task` per spec
+    when it is missing or a call holds one spec. How many specs one call takes is fixed by the
+    config alone, `rlmeta.build.tasks_per_call(config)`, because the driver that cuts a
+    meta-batch into calls never builds an algorithm. The runtime cuts the meta-batch into
+    consecutive chunks of that size in submission order, so a chunk's composition (and so what
+    it samples) never depends on the number of workers.
+    """
+
+    def run_tasks(
+        self, envs: list[gym.Env], specs: list[TaskSpec], weights_version: int
+    ) -> list[TaskResult]:
+        """Sample every spec together, the envs split between them; one result per spec, in
+        order. The caller seeds the global RNGs with `specs[0].seed`; an env error raised here
+        fails the whole call."""

@@ -68,6 +68,20 @@ def build_algorithm(
         return cls(config, observation_space, action_space, device)
 
 
+def tasks_per_call(config: ExperimentConfig) -> int:
+    """How many task specs one worker call samples together (`Algorithm.run_tasks`).
+
+    RL² runs one trial per env slot, so `envs_per_worker // trials_per_task` tasks fill a
+    worker's envs; MAML (and any other algorithm) samples one task per call.
+    """
+    if config.algorithm != "rl2":
+        return 1
+    trials = config.rl2.trials_per_task
+    if not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"rl2.trials_per_task must be an int >= 1, got {trials!r}")
+    return max(1, config.envs_per_worker // trials)
+
+
 def env_factory(config: ExperimentConfig) -> Callable[[], gym.Env]:
     """A picklable zero-argument env constructor for the runtime's workers."""
     return functools.partial(build_env, config)

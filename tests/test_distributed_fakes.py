@@ -22,6 +22,7 @@ from rlmeta.distributed.parameter_server import ParameterServer
 from rlmeta.distributed.placement import learner_placement
 from rlmeta.distributed.worker import RolloutWorker, WeightsClient
 from rlmeta.rollout import sample_rollout
+from rlmeta.tasks import set_task
 
 HORIZON = 4
 SEQUENCES = 3
@@ -97,6 +98,7 @@ class FakeAlgorithm:
         self.mean = torch.zeros(1)
         self.updates = 0
         self.seen_indices: list[list[int]] = []
+        self.batched_calls: list[list[int]] = []
 
     def get_weights(self) -> Weights:
         return {"mean": self.mean.clone()}
@@ -114,6 +116,28 @@ class FakeAlgorithm:
             rollouts=[rollout], metrics={"return": rollout.mean_return()},
             env_steps=rollout.num_steps,
         )
+
+    def run_tasks(
+        self, envs: list[gym.Env], specs: list[TaskSpec], weights_version: int
+    ) -> list[TaskResult]:
+        """Samples the specs one after another without reseeding: like RL²'s batched sampling,
+        what a spec gets depends on the specs before it in the call (one RNG stream)."""
+        self.batched_calls.append([spec.index for spec in specs])
+        results = []
+        for spec in specs:
+            for env in envs:
+                set_task(env, spec.task)
+            rollout = sample_rollout(
+                envs, _Actor(self.mean), SEQUENCES, task=spec.task,
+                sequence_seeds=[spec.seed + j for j in range(SEQUENCES)],
+                weights_version=weights_version,
+            )
+            results.append(TaskResult(
+                index=spec.index, task=spec.task, seed=spec.seed,
+                weights_version=weights_version, rollouts=[rollout],
+                metrics={"return": rollout.mean_return()}, env_steps=rollout.num_steps,
+            ))
+        return results
 
     def update(self, results: list[TaskResult]) -> dict[str, float]:
         self.seen_indices.append([r.index for r in results])
@@ -243,8 +267,8 @@ def test_worker_seeds_each_task_so_the_order_does_not_matter() -> None:
     server = server_with({"mean": torch.tensor([0.5])})
     worker = RolloutWorker(make_fake_algorithm, make_fake_env, 2, server)
     batch = specs(3)
-    forward = [worker.run(spec, 0) for spec in batch]
-    backward = [worker.run(spec, 0) for spec in reversed(batch)][::-1]
+    forward = [worker.run([spec], 0)[0] for spec in batch]
+    backward = [worker.run([spec], 0)[0] for spec in reversed(batch)][::-1]
     assert same_results(forward, backward)
     assert worker.weights.fetches == 1
     assert all(r.env_steps == SEQUENCES * HORIZON for r in forward)
@@ -254,18 +278,19 @@ def test_worker_reports_env_errors_with_env_task_and_step() -> None:
     server = server_with({"mean": torch.zeros(1)})
     worker = RolloutWorker(make_fake_algorithm, make_fake_env, 2, server)
     spec = TaskSpec(5, {"goal": 1.0, "fail_at": 2}, seed=3)
-    failure = worker.run(spec, 0)
+    (failure,) = worker.run([spec], 0)
     assert isinstance(failure, TaskFailure) and not failure.fatal
     assert "FakeTaskEnv" in failure.message and "goal=1.000" in failure.message
     assert "at step 2" in failure.message and "the fake env broke" in failure.message
-    bad_task = worker.run(TaskSpec(6, {"speed": 1.0}, seed=3), 0)
+    (bad_task,) = worker.run([TaskSpec(6, {"speed": 1.0}, seed=3)], 0)
     assert isinstance(bad_task, TaskFailure) and "set_task" in bad_task.message
 
 
 def test_worker_that_cannot_build_envs_says_why_on_every_task() -> None:
     worker = RolloutWorker(make_fake_algorithm, make_broken_env, 2, ParameterServer())
-    failure = worker.run(specs(1)[0], 0)
-    assert isinstance(failure, TaskFailure) and failure.fatal
+    failures = worker.run(specs(2), 0)
+    assert [f.index for f in failures] == [0, 1] and all(f.fatal for f in failures)
+    failure = failures[0]
     assert "could not build its envs" in failure.message and "no display" in failure.message
 
 
@@ -276,7 +301,7 @@ def test_learner_puts_each_version_once_and_publishes_it_to_the_server() -> None
     learner.publish(0)
     assert server.latest() == (0, [1])
     worker = RolloutWorker(make_fake_algorithm, make_fake_env, 1, server, lambda h: puts[h[0] - 1])
-    result = worker.run(specs(1)[0], 0)
+    (result,) = worker.run(specs(1), 0)
     metrics, _, _ = learner.update([result], 1)
     assert server.latest() == (1, [2]) and len(puts) == 2
     assert float(puts[1]["mean"][0]) == 0.25 and "mean_return" in metrics

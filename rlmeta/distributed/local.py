@@ -1,7 +1,7 @@
 """The single-process runtime: one algorithm object samples and learns, no Ray.
 
-The same `sample_task` as the Ray workers and the same number of envs per task, so a seeded run
-gives the same episodes here as on any number of workers.
+The same `sample_tasks` as the Ray workers, the same envs and the same cut of a meta-batch into
+calls, so a seeded run gives the same episodes here as on any number of workers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rlmeta.config import ExperimentConfig
 from rlmeta.distributed import runtime as rt
 from rlmeta.distributed.errors import TaskFailure
 from rlmeta.distributed.placement import learner_placement
-from rlmeta.distributed.worker import build_envs, evaluate_task, sample_task
+from rlmeta.distributed.worker import build_envs, evaluate_task, sample_tasks
 
 
 class LocalRuntime:
@@ -28,9 +28,12 @@ class LocalRuntime:
         config: ExperimentConfig,
         algorithm_factory: Callable[[str], Algorithm],
         env_factory: Callable[[], gym.Env],
+        tasks_per_call: int | None = None,
     ) -> None:
         rt.check_runtime_config(config)
         self.config = config
+        # Specs per sampling call, as a Ray worker would take them (default: from the config).
+        self.tasks_per_call = rt.resolve_tasks_per_call(config, tasks_per_call)
         device, _ = learner_placement(config.device, {"GPU": float(torch.cuda.device_count())})
         self.device = device
         self.algorithm = algorithm_factory(device)
@@ -42,30 +45,34 @@ class LocalRuntime:
     def weights_version(self) -> int:
         return self._version
 
-    def _sample(self, spec: TaskSpec) -> TaskResult | TaskFailure:
+    def _sample(self, chunk: list[TaskSpec], outcomes: dict[int, TaskResult | TaskFailure]) -> None:
         start = time.perf_counter()
-        outcome = sample_task(self.algorithm, self.envs, spec, self._version)
+        for spec, outcome in zip(chunk, sample_tasks(self.algorithm, self.envs, chunk,
+                                                     self._version), strict=True):
+            outcomes[spec.index] = outcome
+            if isinstance(outcome, TaskResult):
+                self._timings.add("env_steps", outcome.env_steps)
         self._timings.add("sampling_s", time.perf_counter() - start)
-        if isinstance(outcome, TaskResult):
-            self._timings.add("env_steps", outcome.env_steps)
-        return outcome
 
     def submit(self, specs: list[TaskSpec]) -> rt.SampleHandle:
         rt.check_specs(specs)
-        outcomes = {spec.index: self._sample(spec) for spec in specs}
-        return rt.SampleHandle(list(specs), self._version, pending=outcomes)
+        chunks = rt.chunk_specs(list(specs), self.tasks_per_call)
+        outcomes: dict[int, TaskResult | TaskFailure] = {}
+        for chunk in chunks:
+            self._sample(chunk, outcomes)
+        return rt.SampleHandle(list(specs), self._version, pending=(chunks, outcomes))
 
     def collect(self, handle: rt.SampleHandle) -> list[TaskResult]:
         if handle.pending is None:
             raise ValueError(f"sample handle {handle.id} was already collected")
-        outcomes, handle.pending = handle.pending, None
+        (chunks, outcomes), handle.pending = handle.pending, None
+        # Learn ran since submit: resample with the current weights, same chunks and seeds.
         bound = rt.staleness_bound(self.config)
+        for chunk in rt.stale_chunks(chunks, outcomes, self._version, bound):
+            self._sample(chunk, outcomes)
         results: dict[int, TaskResult] = {}
         for spec in handle.specs:
             outcome = outcomes[spec.index]
-            # Learn ran since submit: resample with the current weights, same seed.
-            if isinstance(outcome, TaskResult) and rt.is_stale(outcome, self._version, bound):
-                outcome = self._sample(spec)
             if isinstance(outcome, TaskFailure):
                 rt.handle_failure(outcome, self.config.on_env_error, self._timings)
                 continue

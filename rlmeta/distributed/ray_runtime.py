@@ -1,13 +1,16 @@
 """The Ray runtime: rollout worker actors, a learner actor, a parameter server actor and the
 driver-side scheduler.
 
-Tasks wait in one queue and go to whichever worker has room (`TASKS_PER_WORKER` in flight each,
-so a worker never idles while the driver handles its last result). The learner puts each weights
+A meta-batch is cut into calls of up to `tasks_per_call` specs in submission order
+(`runtime.chunk_specs`; RL² samples several tasks per call). Calls wait in one queue and go to
+whichever worker has room (`TASKS_PER_WORKER` calls in flight each, so a worker never idles
+while the driver handles its last result). The learner puts each weights
 version in the object store once and publishes (version, [ObjectRef]) to the parameter server;
 the ref is wrapped in a list so Ray hands it over unresolved. A dispatch carries only the newest
 version the driver knows of; a worker that holds it samples at once, one that does not asks the
-parameter server for the newest and fetches only versions it lacks. A task whose worker died is
-queued again with the same seed, up to `max_task_retries` times.
+parameter server for the newest and fetches only versions it lacks. A call whose worker died is
+queued again whole with the same seeds, up to `max_task_retries` times. Evaluation sends one
+spec per call.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rlmeta.distributed.parameter_server import ParameterServer
 from rlmeta.distributed.placement import learner_placement
 from rlmeta.distributed.worker import RolloutWorker
 
+# Calls (of up to tasks_per_call specs each) in flight per worker.
 TASKS_PER_WORKER = 2
 # Calls sent to a restarting actor fail at once; wait this long between readiness probes.
 PROBE_INTERVAL_S = 0.1
@@ -90,9 +94,9 @@ def init_ray(config: ExperimentConfig) -> bool:
 
 @dataclass
 class _Job:
-    """One queued or running piece of work."""
+    """One queued or running worker call: a chunk of specs to sample, or one to evaluate."""
 
-    spec: TaskSpec
+    specs: list[TaskSpec]
     handle: rt.SampleHandle
     kind: str = "run"  # run or evaluate
     adapt_steps: int = 0
@@ -109,6 +113,7 @@ class _Pending:
     outcomes: dict[int, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     open_jobs: int = 0
+    chunks: list[list[TaskSpec]] = field(default_factory=list)  # how the specs were cut
 
 
 class RayRuntime:
@@ -119,11 +124,14 @@ class RayRuntime:
         config: ExperimentConfig,
         algorithm_factory: Callable[[str], Algorithm],
         env_factory: Callable[[], gym.Env],
+        tasks_per_call: int | None = None,
     ) -> None:
         rt.check_runtime_config(config)
         if config.workers < 1:
             raise ValueError(f"RayRuntime needs workers >= 1, got {config.workers}")
         self.config = config
+        # Specs per worker call (default: from the config, `rlmeta.build.tasks_per_call`).
+        self.tasks_per_call = rt.resolve_tasks_per_call(config, tasks_per_call)
         self._started_ray = init_ray(config)
         self.device, gpus = learner_placement(config.device, ray.cluster_resources())
         self._timings = rt.Timings()
@@ -199,23 +207,26 @@ class RayRuntime:
             job.worker, job.generation = worker, self._generation[worker]
             actor = self.workers[worker]
             if job.kind == "run":
-                ref = actor.run.remote(job.spec, self._version)
+                ref = actor.run.remote(job.specs, self._version)
             else:
-                ref = actor.evaluate.remote(job.spec, job.adapt_steps, self._version, job.weights)
+                (spec,) = job.specs
+                ref = actor.evaluate.remote(spec, job.adapt_steps, self._version, job.weights)
             self._load[worker] += 1
             self._running[ref] = job
 
     def _lost(self, job: _Job, error: RayActorError) -> None:
         """The job's worker died: hold it back until it answers again, count the death once,
-        and queue the job again with the same seed."""
+        and queue the job again whole, with the same specs and seeds."""
         if job.generation == self._generation[job.worker]:
             self._generation[job.worker] += 1
             self._timings.add("restarted_workers", 1)
             self._probe(job.worker)
         job.attempts += 1
         if job.attempts > self.config.max_task_retries:
+            indices = [spec.index for spec in job.specs]
+            seeds = [spec.seed for spec in job.specs]
             raise RolloutError(
-                f"task {job.spec.index} (seed {job.spec.seed}) was lost with its worker "
+                f"tasks {indices} (seeds {seeds}) were lost with their worker "
                 f"{job.attempts} times, more than max_task_retries={self.config.max_task_retries}: "
                 f"{str(error).splitlines()[0]}"
             )
@@ -257,7 +268,11 @@ class RayRuntime:
         except RayActorError as error:
             self._lost(job, error)
             return
-        job.handle.pending.outcomes[job.spec.index] = outcome
+        if job.kind == "run":
+            for spec, one in zip(job.specs, outcome, strict=True):
+                job.handle.pending.outcomes[spec.index] = one
+        else:
+            job.handle.pending.outcomes[job.specs[0].index] = outcome
 
     def _finish(self, handle: rt.SampleHandle) -> dict[int, Any]:
         pending: _Pending = handle.pending
@@ -269,9 +284,10 @@ class RayRuntime:
 
     def submit(self, specs: list[TaskSpec]) -> rt.SampleHandle:
         rt.check_specs(specs)
-        handle = rt.SampleHandle(list(specs), self.weights_version, pending=_Pending())
-        for spec in specs:
-            self._enqueue(_Job(spec, handle))
+        chunks = rt.chunk_specs(list(specs), self.tasks_per_call)
+        handle = rt.SampleHandle(list(specs), self.weights_version, pending=_Pending(chunks=chunks))
+        for chunk in chunks:
+            self._enqueue(_Job(chunk, handle))
         self._dispatch()
         return handle
 
@@ -280,11 +296,10 @@ class RayRuntime:
             raise ValueError(f"sample handle {handle.id} was already collected")
         bound = rt.staleness_bound(self.config)
         outcomes = self._finish(handle)
-        # Learn may have run since these were sampled: resample the too-old ones, same seeds.
-        stale = [s for s in handle.specs if isinstance(outcomes[s.index], TaskResult)
-                 and rt.is_stale(outcomes[s.index], self.weights_version, bound)]
-        for spec in stale:
-            self._enqueue(_Job(spec, handle))
+        # Learn may have run since these were sampled: resample the too-old ones, same chunks
+        # and seeds.
+        for chunk in rt.stale_chunks(handle.pending.chunks, outcomes, self.weights_version, bound):
+            self._enqueue(_Job(chunk, handle))
         outcomes = self._finish(handle)
         self._timings.add("sampling_s", time.perf_counter() - handle.pending.started)
         handle.pending = None
@@ -314,7 +329,7 @@ class RayRuntime:
         given = [ray.put(weights)] if weights is not None else None
         handle = rt.SampleHandle(list(specs), self.weights_version, pending=_Pending())
         for spec in specs:
-            self._enqueue(_Job(spec, handle, "evaluate", adapt_steps, given))
+            self._enqueue(_Job([spec], handle, "evaluate", adapt_steps, given))
         outcomes = self._finish(handle)
         return [rt.evaluation_metrics(outcomes[spec.index]) for spec in specs]
 

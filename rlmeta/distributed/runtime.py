@@ -2,8 +2,11 @@
 
 `LocalRuntime` (config.workers == 0) samples and learns in one process with one algorithm
 object; `RayRuntime` spreads tasks over rollout worker actors and learns in a learner actor.
-Both apply the same rules, defined here once: results ordered by task index, results older than
-the staleness bound resampled, env errors raised or dropped as configured.
+Both apply the same rules, defined here once: a meta-batch cut into calls of up to
+`tasks_per_call` specs in submission order (so what a call samples never depends on the number
+of workers), results ordered by task index, results older than the staleness bound resampled a
+whole call at a time, env errors raised or dropped as configured (an env error in a call of
+several specs fails, and drops, all of them).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 
+from rlmeta import build
 from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig
 from rlmeta.distributed.errors import RolloutError, TaskFailure
@@ -122,6 +126,36 @@ def check_specs(specs: list[TaskSpec]) -> None:
         raise ValueError(f"task spec indices must be unique, got {indices}")
 
 
+def resolve_tasks_per_call(config: ExperimentConfig, given: int | None) -> int:
+    """`given`, or the config's own `rlmeta.build.tasks_per_call` when None."""
+    if given is None:
+        return build.tasks_per_call(config)
+    if not isinstance(given, int) or given < 1:
+        raise ValueError(f"tasks_per_call must be an int >= 1, got {given!r}")
+    return given
+
+
+def chunk_specs(specs: list[TaskSpec], size: int) -> list[list[TaskSpec]]:
+    """Consecutive calls of up to `size` specs, in submission order.
+
+    Specs sampled in one call share an RNG stream (`Algorithm.run_tasks`), so the cut depends
+    only on the specs and `size`: sync mode stays seed-exact for any number of workers.
+    """
+    return [specs[i : i + size] for i in range(0, len(specs), size)]
+
+
+def stale_chunks(
+    chunks: list[list[TaskSpec]], outcomes: dict[int, Any], current_version: int, bound: int
+) -> list[list[TaskSpec]]:
+    """The chunks holding a result older than the bound; resampled whole so each chunk is
+    sampled again with the specs it was first sampled with."""
+    return [
+        chunk for chunk in chunks
+        if any(isinstance(outcomes[spec.index], TaskResult)
+               and is_stale(outcomes[spec.index], current_version, bound) for spec in chunk)
+    ]
+
+
 def is_stale(result: TaskResult, current_version: int, bound: int) -> bool:
     return current_version - result.weights_version > bound
 
@@ -164,7 +198,8 @@ def make_runtime(
     """`LocalRuntime` when config.workers == 0, otherwise `RayRuntime`.
 
     `algorithm_factory(device)` builds the algorithm; `env_factory()` builds one task env. Both
-    must be picklable (functools.partial of module-level functions) so Ray can ship them.
+    must be picklable (functools.partial of module-level functions) so Ray can ship them. Each
+    worker call samples `rlmeta.build.tasks_per_call(config)` specs.
     """
     check_runtime_config(config)
     if config.workers == 0:

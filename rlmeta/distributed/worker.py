@@ -1,8 +1,8 @@
 """A rollout worker: a batch of task envs, a CPU copy of the algorithm and a weights client.
 
 Plain class; `ray.remote` is applied where the runtime is wired (`rlmeta.distributed.ray_runtime`),
-and `LocalRuntime` calls the same `run_seeded` helper, so local and distributed sampling of one
-task give the same episodes.
+and `LocalRuntime` calls the same `sample_tasks` helper, so local and distributed sampling of one
+chunk of tasks give the same episodes.
 """
 
 from __future__ import annotations
@@ -132,6 +132,36 @@ def sample_task(
         return TaskFailure(spec.index, spec.seed, str(error))
 
 
+def sample_tasks(
+    algorithm: Algorithm, envs: list[gym.Env], specs: list[TaskSpec], version: int
+) -> list[TaskResult | TaskFailure]:
+    """Sample one chunk of specs; one outcome per spec, in order.
+
+    With several specs and an algorithm that has `run_tasks` they are sampled together, seeded
+    by the first spec's seed; otherwise each spec is sampled on its own as by `sample_task`.
+    Specs sampled together share one env batch, so an env error (or a task an env rejects) in
+    any of them fails every spec of the chunk with the same message.
+    """
+    run_tasks = getattr(algorithm, "run_tasks", None)
+    if len(specs) == 1 or run_tasks is None:
+        return [sample_task(algorithm, envs, spec, version) for spec in specs]
+    try:
+        # Only to report a rejected task as for one spec; run_tasks sets the tasks per slot.
+        for spec in specs:
+            set_task_on(envs[:1], spec)
+        results = run_seeded(lambda: run_tasks(envs, specs, version), specs[0].seed)
+    except EnvStepError as error:
+        indices = [spec.index for spec in specs]
+        message = f"{error} [tasks {indices} were sampled together; all of them fail]"
+        return [TaskFailure(spec.index, spec.seed, message) for spec in specs]
+    if [r.index for r in results] != [spec.index for spec in specs]:
+        raise RuntimeError(
+            f"{type(algorithm).__name__}.run_tasks returned results for tasks "
+            f"{[r.index for r in results]}; expected {[spec.index for spec in specs]} in order"
+        )
+    return results
+
+
 def evaluate_task(
     algorithm: Algorithm, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
 ) -> dict[str, float] | TaskFailure:
@@ -180,12 +210,13 @@ class RolloutWorker:
         self.algorithm = algorithm_factory("cpu")
         self.weights = WeightsClient(self.algorithm, fetch, server)
 
-    def run(self, spec: TaskSpec, min_version: int) -> TaskResult | TaskFailure:
-        """Sample `spec` with the newest published weights, at least `min_version`."""
+    def run(self, specs: list[TaskSpec], min_version: int) -> list[TaskResult | TaskFailure]:
+        """Sample a chunk of specs (see `sample_tasks`) with the newest published weights, at
+        least `min_version`; one outcome per spec, in order."""
         if self.build_error is not None:
-            return TaskFailure(spec.index, spec.seed, self.build_error, fatal=True)
+            return [TaskFailure(s.index, s.seed, self.build_error, fatal=True) for s in specs]
         version = self.weights.pull(min_version)
-        return sample_task(self.algorithm, self.envs, spec, version)
+        return sample_tasks(self.algorithm, self.envs, specs, version)
 
     def evaluate(
         self, spec: TaskSpec, adapt_steps: int, min_version: int, weights_handle: Any = None

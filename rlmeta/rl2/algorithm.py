@@ -1,10 +1,11 @@
 """RL² (Duan et al. 2016): a GRU policy trained with PPO over multi-episode trials.
 
-A worker samples `trials_per_task` trials of `episodes_per_trial` episodes on one task; the hidden
-state carries across the episodes of a trial, so adaptation happens in the state, not in the
-weights. The learner recomputes every trial from its recorded initial state, computes GAE over
-the whole trial (episode ends inside a trial are not dones), and takes PPO steps on minibatches
-of whole trials, in the shape of CleanRL's `ppo_atari_lstm.py`.
+A worker samples `trials_per_task` trials of `episodes_per_trial` episodes on one task (or on
+several tasks at once, `run_tasks`); the hidden state carries across the episodes of a trial, so
+adaptation happens in the state, not in the weights. The learner recomputes every trial from its
+recorded initial state, computes GAE over the whole trial (episode ends inside a trial are not
+dones), and takes PPO steps on minibatches of whole trials, in the shape of CleanRL's
+`ppo_atari_lstm.py`.
 """
 
 from __future__ import annotations
@@ -125,16 +126,50 @@ class RL2Algorithm:
 
     def run_task(self, envs: list[gym.Env], spec: TaskSpec, weights_version: int) -> TaskResult:
         """Sample `trials_per_task` trials on one task with the current weights."""
-        rollout = self.sample_trials(envs, spec, weights_version)
-        return TaskResult(
-            index=spec.index,
-            task=spec.task,
-            seed=spec.seed,
+        return _task_result(spec, self.sample_trials(envs, spec, weights_version))
+
+    def run_tasks(
+        self, envs: list[gym.Env], specs: list[TaskSpec], weights_version: int
+    ) -> list[TaskResult]:
+        """`trials_per_task` (T) trials on each spec, all stepped together: one policy forward
+        per step for every trial of the call, which is what makes tiny envs cheap to sample.
+
+        Spec k runs in env slots `[k*T, (k+1)*T)`, one trial per slot; trial i of a spec resets
+        with `spec.seed + i` as in `run_task`. The actions come from one generator seeded with
+        the first spec's seed, so a spec's episodes depend on the whole call's specs: the
+        runtime keeps a call's specs fixed for that reason.
+        """
+        trials = self.settings.trials_per_task
+        if not specs:
+            raise ValueError("RL² run_tasks needs at least one task spec, got an empty list")
+        if len(specs) * trials > len(envs):
+            raise ValueError(
+                f"RL² run_tasks needs trials_per_task={trials} envs per spec: {len(specs)} specs "
+                f"need {len(specs) * trials} envs, got {len(envs)}"
+            )
+        envs = envs[: len(specs) * trials]
+        for k, spec in enumerate(specs):
+            for env in envs[k * trials : (k + 1) * trials]:
+                set_task(env, spec.task)
+        actor = RecurrentActor(self.policy, torch.Generator().manual_seed(specs[0].seed))
+        rollout = sample_rollout(
+            envs,
+            actor,
+            num_sequences=len(envs),
+            episodes_per_sequence=self.settings.episodes_per_trial,
+            seed=specs[0].seed,
+            task=[spec.task for spec in specs],
             weights_version=weights_version,
-            rollouts=[rollout],
-            metrics=trial_metrics(rollout.episode_returns(), rollout.successes),
-            env_steps=rollout.num_steps,
+            sequence_seeds=[spec.seed + i for spec in specs for i in range(trials)],
         )
+        # One trial per slot, all started together: trial order is slot order.
+        rollout.extras[INITIAL_STATE_KEY] = actor.initial_states()
+        results = []
+        for k, spec in enumerate(specs):
+            part = rollout.select_sequences(np.arange(k * trials, (k + 1) * trials))
+            part.task, part.seed = spec.task, spec.seed
+            results.append(_task_result(spec, part))
+        return results
 
     def evaluate_task(
         self, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
@@ -260,6 +295,18 @@ class RL2Algorithm:
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self.shuffle_generator.set_state(state["shuffle_generator"])
+
+
+def _task_result(spec: TaskSpec, rollout: Rollout) -> TaskResult:
+    return TaskResult(
+        index=spec.index,
+        task=spec.task,
+        seed=spec.seed,
+        weights_version=rollout.weights_version,
+        rollouts=[rollout],
+        metrics=trial_metrics(rollout.episode_returns(), rollout.successes),
+        env_steps=rollout.num_steps,
+    )
 
 
 def _explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
