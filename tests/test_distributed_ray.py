@@ -18,9 +18,10 @@ from test_distributed_fakes import make_broken_env, make_fake_algorithm, make_fa
 
 from rlmeta import build
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, MAMLConfig, PolicyConfig
+from rlmeta.config import ExperimentConfig, MAMLConfig, PolicyConfig, RL2Config
 from rlmeta.distributed import RolloutError, make_runtime
 from rlmeta.distributed.benchmark import sampler_benchmark
+from rlmeta.distributed.local import LocalRuntime
 from rlmeta.distributed.ray_runtime import RayRuntime
 from rlmeta.train import draw_task_specs
 
@@ -56,6 +57,7 @@ def shared(ray_instance):
 @pytest.fixture
 def runtime(shared: RayRuntime):
     shared.config = config()
+    shared.tasks_per_call = 1
     shared.timings()
     return shared
 
@@ -108,6 +110,39 @@ def test_real_maml_on_one_worker_matches_the_local_runtime(ray_instance) -> None
             assert np.array_equal(x.actions, y.actions) and np.array_equal(x.rewards, y.rewards)
     assert ray_metrics["weights_version"] == 1.0
     assert ray_metrics == pytest.approx(local_metrics, rel=1e-5, abs=1e-6)
+
+
+def test_real_rl2_chunks_give_the_same_results_on_one_two_and_no_workers(ray_instance) -> None:
+    # Also before the shared runtime exists. 4 envs / 2 trials: calls of 2 tasks, [0, 1], [2, 3]
+    # and [4] alone; what a call samples must not depend on which or how many workers run it.
+    cfg = ExperimentConfig(
+        algorithm="rl2", env="rlmeta/Bandit-v0", env_kwargs={"arms": 3}, envs_per_worker=4,
+        device="cpu", policy=PolicyConfig(hidden_sizes=[]),
+        rl2=RL2Config(meta_batch_size=5, trials_per_task=2, episodes_per_trial=3, hidden_size=8),
+    )
+    assert build.tasks_per_call(cfg) == 2
+    env = build.build_env(cfg)
+    batch = draw_task_specs(env, 5, np.random.default_rng(0))
+
+    def one_iteration(workers: int) -> tuple[list, dict]:
+        cfg.workers = workers
+        runtime = make_runtime(cfg, build.algorithm_factory(cfg), build.env_factory(cfg))
+        try:
+            assert runtime.tasks_per_call == 2
+            results = runtime.collect(runtime.submit(batch))
+            return results, runtime.learn(results)
+        finally:
+            runtime.shutdown()
+
+    local_results, local_metrics = one_iteration(0)
+    for workers in (1, 2):
+        ray_results, ray_metrics = one_iteration(workers)
+        assert [r.index for r in ray_results] == [0, 1, 2, 3, 4]
+        for a, b in zip(local_results, ray_results, strict=True):
+            (x,), (y,) = a.rollouts, b.rollouts
+            assert np.array_equal(x.actions, y.actions) and np.array_equal(x.rewards, y.rewards)
+            assert np.array_equal(x.extras["initial_state"], y.extras["initial_state"])
+        assert ray_metrics == pytest.approx(local_metrics, rel=1e-5, abs=1e-6)
 
 
 def test_sampler_benchmark_reports_both_throughputs(ray_instance) -> None:
@@ -186,6 +221,26 @@ def test_evaluate_state_dict_and_restore_at_an_older_version(runtime: RayRuntime
     timings = runtime.timings()
     assert timings["learner_s"] > 0 and timings["waiting_s"] > 0 and timings["sampling_s"] > 0
     assert runtime.broadcast() > 0
+
+
+def test_chunks_of_tasks_on_two_workers_match_the_local_runtime(runtime: RayRuntime) -> None:
+    local = LocalRuntime(config(workers=0), make_fake_algorithm, make_fake_env, tasks_per_call=2)
+    runtime.load_state_dict(local.state_dict())
+    runtime.tasks_per_call = 2
+    for a, b in zip(iterate(local), iterate(runtime), strict=True):
+        assert fakes.same_results(a, b)
+    assert local.algorithm.batched_calls == [[0, 1], [2, 3]] * 2
+
+
+def test_killed_worker_mid_chunk_gives_the_undisturbed_results(runtime: RayRuntime) -> None:
+    runtime.tasks_per_call = 3
+    batch = specs(6, delay=0.02)  # two calls of 3 tasks, about 0.8 s each
+    expected = runtime.collect(runtime.submit(batch))
+    handle = runtime.submit(batch)
+    time.sleep(0.3)  # both workers are inside their calls
+    ray.kill(runtime.workers[0], no_restart=False)
+    assert fakes.same_results(expected, runtime.collect(handle))
+    assert runtime.timings()["restarted_workers"] == 1.0
 
 
 def test_killed_worker_mid_iteration_gives_the_undisturbed_results(runtime: RayRuntime) -> None:
