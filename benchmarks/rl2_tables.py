@@ -34,13 +34,11 @@ from benchmarks.baselines_bandit_mdp import (
     bandit_trial_returns,
     mdp_trial_returns,
 )
-from rlmeta.algorithm import TaskResult
+from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
 from rlmeta.config_io import load_config
-from rlmeta.rl2 import RecurrentActor, RL2Algorithm
-from rlmeta.rl2.trials import INITIAL_STATE_KEY
-from rlmeta.rollout import Rollout, sample_rollout
-from rlmeta.tasks import make_task_env, sample_tasks, set_task
+from rlmeta.rl2 import RL2Algorithm
+from rlmeta.tasks import make_task_env, sample_tasks
 from rlmeta.train import draw_task_specs
 
 # Duan et al. 2016, Table 1 (bandits: (n, k) -> figures) and Table 2 (MDPs: n -> figures).
@@ -116,42 +114,6 @@ def rl2_config(row: Row, args: argparse.Namespace) -> ExperimentConfig:
     )
 
 
-def sample_task_batch(
-    algorithm: RL2Algorithm,
-    envs: list[Any],
-    tasks: list[Any],
-    trials_per_task: int,
-    seed: int,
-) -> Rollout:
-    """One trial per env, `trials_per_task` consecutive envs per task, one policy forward per step.
-
-    Benchmark-only batching: `RL2Algorithm.run_task` samples one task per call (the training
-    contract, which keeps the distributed runtime's per-task results), but with one forward per
-    step for only a handful of env slots a 2-core CPU spends its time in Python overhead. Here
-    every env slot holds its own task, so a trial is still a run of `episodes_per_trial` episodes
-    of one task with the hidden state carried across them; only the batching differs. The
-    rollout carries the trials' initial states, as `run_task`'s does, so `update` can use it.
-    """
-    needed = len(tasks) * trials_per_task
-    if len(envs) < needed:
-        raise ValueError(f"sample_task_batch needs {needed} envs, got {len(envs)}")
-    envs = envs[:needed]
-    for i, env in enumerate(envs):
-        set_task(env, tasks[i // trials_per_task])
-    actor = RecurrentActor(algorithm.policy, torch.Generator().manual_seed(seed))
-    rollout = sample_rollout(
-        envs,
-        actor,
-        num_sequences=needed,
-        episodes_per_sequence=algorithm.settings.episodes_per_trial,
-        seed=seed,
-        task=f"<batch of {len(tasks)} tasks>",
-        weights_version=algorithm.updates,
-    )
-    rollout.extras[INITIAL_STATE_KEY] = actor.initial_states()
-    return rollout
-
-
 @dataclass
 class Training:
     """What a training run produced, for the table."""
@@ -168,8 +130,9 @@ def train_rl2(
 ) -> Training:
     """Train until `budget` env steps or `max_seconds`, whichever comes first.
 
-    Each update samples `meta_batch_size` fresh tasks × `trials_per_task` trials with
-    `sample_task_batch` and takes `RL2Algorithm.update` on them.
+    Each update samples `meta_batch_size` fresh tasks × `trials_per_task` trials in one
+    `RL2Algorithm.run_tasks` call (one policy forward per step for every trial, as a worker
+    samples a call's tasks) and takes `RL2Algorithm.update` on them.
     """
     settings = config.rl2
     envs = [
@@ -183,19 +146,9 @@ def train_rl2(
     started = time.perf_counter()
     while run.env_steps < budget and time.perf_counter() - started < max_seconds:
         specs = draw_task_specs(envs[0], settings.meta_batch_size, rng)
-        rollout = sample_task_batch(
-            algorithm, envs, [s.task for s in specs], settings.trials_per_task, specs[0].seed
-        )
-        result = TaskResult(
-            index=0,
-            task=rollout.task,
-            seed=specs[0].seed,
-            weights_version=algorithm.updates,
-            rollouts=[rollout],
-            env_steps=rollout.num_steps,
-        )
-        metrics = algorithm.update([result])
-        run.env_steps += rollout.num_steps
+        results = algorithm.run_tasks(envs, specs, algorithm.updates)
+        metrics = algorithm.update(results)
+        run.env_steps += sum(result.env_steps for result in results)
         run.updates += 1
         run.seconds = time.perf_counter() - started
         if run.updates % log_every == 0:
@@ -216,13 +169,16 @@ def train_rl2(
 def evaluate_rl2(
     algorithm: RL2Algorithm, config: ExperimentConfig, tasks: list[Any], seed: int, batch: int
 ) -> np.ndarray:
-    """Return of one trial per held-out task, `batch` tasks per `sample_task_batch` call."""
+    """Return of one trial per held-out task, `batch` tasks per `RL2Algorithm.run_tasks` call;
+    held-out task i resets with seed `seed + i`."""
     totals = np.zeros(len(tasks))
     envs = [make_task_env(config.env, **config.env_kwargs) for _ in range(min(batch, len(tasks)))]
     for start in range(0, len(tasks), batch):
-        chunk = tasks[start : start + batch]
-        rollout = sample_task_batch(algorithm, envs, chunk, 1, seed + start)
-        totals[start : start + len(chunk)] = rollout.episode_returns().sum(axis=1)
+        chunk = [TaskSpec(start + k, task, seed + start + k)
+                 for k, task in enumerate(tasks[start : start + batch])]
+        results = algorithm.run_tasks(envs, chunk, algorithm.updates, num_trials=1)
+        totals[start : start + len(chunk)] = [r.rollouts[0].episode_returns().sum()
+                                              for r in results]
     return totals
 
 

@@ -1,5 +1,6 @@
-"""benchmarks/rl2_tables.py: the multi-task batched sampler keeps each trial on its own task and
-records what the learner needs to recompute it exactly."""
+"""benchmarks/rl2_tables.py: its batched sampling (`RL2Algorithm.run_tasks`, one policy forward
+for the trials of many tasks) keeps each trial on its own task and records what the learner needs
+to recompute it exactly."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlmeta.algorithm import TaskResult
+from rlmeta.algorithm import TaskSpec
 from rlmeta.rl2 import RL2Algorithm, collate_trials
 from rlmeta.tasks import make_task_env
 
 # benchmarks/ is a folder of scripts run as `python -m benchmarks.<name>` from the repository root.
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.rl2_tables import ROWS, parse_args, rl2_config, sample_task_batch  # noqa: E402
+from benchmarks.rl2_tables import ROWS, evaluate_rl2, parse_args, rl2_config  # noqa: E402
 
 
 def small_algorithm(arms: int = 3, episodes: int = 4) -> RL2Algorithm:
@@ -37,13 +38,15 @@ def test_each_trial_runs_on_its_own_task_and_recomputes_exactly():
     # Deterministic arms: the reward of a pull names the task it came from.
     tasks = [{"means": [1.0, 0.0, 0.0]}, {"means": [0.0, 1.0, 0.0]}, {"means": [0.0, 0.0, 1.0]}]
     envs = [make_task_env("rlmeta/Bandit-v0", arms=3) for _ in range(6)]
-    rollout = sample_task_batch(algorithm, envs, tasks, trials_per_task=2, seed=5)
-    assert rollout.num_sequences == 6 and rollout.num_steps == 6 * 4
-    for column in range(6):
-        means = np.asarray(tasks[column // 2]["means"])
-        np.testing.assert_array_equal(rollout.rewards[:, column], means[rollout.actions[:, column]])
-    result = TaskResult(index=0, task=rollout.task, seed=5, weights_version=0, rollouts=[rollout])
-    batch = collate_trials([result])
+    specs = [TaskSpec(i, task, seed=5 + i) for i, task in enumerate(tasks)]
+    results = algorithm.run_tasks(envs, specs, 0, num_trials=2)
+    assert [r.rollouts[0].num_sequences for r in results] == [2, 2, 2]
+    assert sum(r.env_steps for r in results) == 6 * 4
+    for result, task in zip(results, tasks, strict=True):
+        (rollout,) = result.rollouts
+        means = np.asarray(task["means"])
+        np.testing.assert_array_equal(rollout.rewards, means[rollout.actions])
+    batch = collate_trials(results)
     with torch.no_grad():
         distribution, _ = algorithm._evaluate_batch(batch)
         log_probs = distribution.log_prob(batch.actions)
@@ -53,8 +56,17 @@ def test_each_trial_runs_on_its_own_task_and_recomputes_exactly():
 def test_too_few_envs_for_the_tasks_is_an_error():
     algorithm = small_algorithm()
     envs = [make_task_env("rlmeta/Bandit-v0", arms=3)]
-    with pytest.raises(ValueError, match="needs 2 envs, got 1"):
-        sample_task_batch(algorithm, envs, [{"means": [0.5] * 3}] * 2, trials_per_task=1, seed=0)
+    specs = [TaskSpec(i, {"means": [0.5] * 3}, seed=i) for i in range(2)]
+    with pytest.raises(ValueError, match="2 specs need 2 envs, got 1"):
+        algorithm.run_tasks(envs, specs, 0, num_trials=1)
+
+
+def test_evaluation_gives_one_trial_return_per_held_out_task():
+    algorithm = small_algorithm(episodes=4)
+    tasks = [{"means": [1.0, 1.0, 1.0]}, {"means": [0.0, 0.0, 0.0]}, {"means": [1.0, 1.0, 1.0]}]
+    # Every arm pays 1 (or 0), so a trial of 4 pulls returns exactly 4 (or 0), in task order.
+    totals = evaluate_rl2(algorithm, algorithm.config, tasks, seed=3, batch=2)
+    np.testing.assert_array_equal(totals, [4.0, 0.0, 4.0])
 
 
 def test_a_config_for_another_row_is_rejected_by_name():

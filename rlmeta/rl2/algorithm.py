@@ -129,22 +129,27 @@ class RL2Algorithm:
         return _task_result(spec, self.sample_trials(envs, spec, weights_version))
 
     def run_tasks(
-        self, envs: list[gym.Env], specs: list[TaskSpec], weights_version: int
+        self,
+        envs: list[gym.Env],
+        specs: list[TaskSpec],
+        weights_version: int,
+        num_trials: int | None = None,
     ) -> list[TaskResult]:
-        """`trials_per_task` (T) trials on each spec, all stepped together: one policy forward
-        per step for every trial of the call, which is what makes tiny envs cheap to sample.
+        """`num_trials` (T, default `trials_per_task`) trials on each spec, all stepped together:
+        one policy forward per step for every trial of the call, which is what makes tiny envs
+        cheap to sample.
 
         Spec k runs in env slots `[k*T, (k+1)*T)`, one trial per slot; trial i of a spec resets
         with `spec.seed + i` as in `run_task`. The actions come from one generator seeded with
         the first spec's seed, so a spec's episodes depend on the whole call's specs: the
         runtime keeps a call's specs fixed for that reason.
         """
-        trials = self.settings.trials_per_task
+        trials = num_trials or self.settings.trials_per_task
         if not specs:
             raise ValueError("RL² run_tasks needs at least one task spec, got an empty list")
         if len(specs) * trials > len(envs):
             raise ValueError(
-                f"RL² run_tasks needs trials_per_task={trials} envs per spec: {len(specs)} specs "
+                f"RL² run_tasks needs {trials} envs per spec (one per trial): {len(specs)} specs "
                 f"need {len(specs) * trials} envs, got {len(envs)}"
             )
         envs = envs[: len(specs) * trials]
