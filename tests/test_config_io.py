@@ -146,6 +146,7 @@ def test_the_required_experiments_ship() -> None:
         "rl2_bandit_k5_n10",
         "rl2_bandit_k5_n100",
         "rl2_tabular_mdp_n10",
+        "rl2_tabular_mdp_n25",
         "rl2_navigation2d",
         "rl2_halfcheetah_vel",
     }
