@@ -17,6 +17,7 @@ Writes benchmarks/results/rl2_tables.md and .json (or `--out`).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shlex
 import sys
@@ -393,22 +394,33 @@ def main(argv: list[str] | None = None) -> None:
     )
     torch.set_num_threads(args.threads)
     rows = [r for r in ROWS if args.only is None or r.name in args.only]
-    json_path = args.out / "rl2_tables.json"
-    previous = {}
-    if args.merge and json_path.is_file():
-        previous = {r["row"]: r for r in json.loads(json_path.read_text())["rows"]}
+    trained = {}
     for row in rows:
         result = run_row(row, args, command)
-        previous[row.name] = result
+        trained[row.name] = result
         measured = result["measured"]
         rl2 = _cell(result, "rl2")
         print(f"{row.name}: RL² {rl2} (paper {result['paper']['rl2']}, random "
               f"{measured['random']['mean']:.2f}), {result['rl2_env_steps']:,} steps, "
               f"{result['wall_seconds']:.0f} s", flush=True)
-    results = [previous[r.name] for r in ROWS if r.name in previous]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rl2_tables.md").write_text(markdown(results))
-    json_path.write_text(json.dumps({"rows": results}, indent=2))
+    write_tables(args.out, trained, args.merge)
+
+
+def write_tables(out: Path, trained: dict[str, dict], merge: bool) -> None:
+    """Write rl2_tables.json and .md: the rows just `trained`, plus (with `merge`) the rows
+    already in the file. Rows are trained in parallel runs, so the file is read only now, under
+    an exclusive lock, never at start-up: a run must not drop a row another run wrote meanwhile."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "rl2_tables.json"
+    with open(json_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = {}
+        if merge and json_path.stat().st_size > 0:
+            rows = {r["row"]: r for r in json.loads(json_path.read_text())["rows"]}
+        rows.update(trained)
+        results = [rows[r.name] for r in ROWS if r.name in rows]
+        (out / "rl2_tables.md").write_text(markdown(results))
+        json_path.write_text(json.dumps({"rows": results}, indent=2))
 
 
 if __name__ == "__main__":

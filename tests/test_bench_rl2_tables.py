@@ -4,6 +4,7 @@ to recompute it exactly."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from rlmeta.tasks import make_task_env
 # benchmarks/ is a folder of scripts run as `python -m benchmarks.<name>` from the repository root.
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.rl2_tables import ROWS, evaluate_rl2, parse_args, rl2_config  # noqa: E402
+from benchmarks.rl2_tables import (  # noqa: E402
+    ROWS,
+    evaluate_rl2,
+    parse_args,
+    rl2_config,
+    write_tables,
+)
 
 
 def small_algorithm(arms: int = 3, episodes: int = 4) -> RL2Algorithm:
@@ -75,3 +82,22 @@ def test_a_config_for_another_row_is_rejected_by_name():
     row = next(r for r in ROWS if r.name == "bandit-10-10")
     with pytest.raises(ValueError, match="row bandit-10-10 expects"):
         rl2_config(row, args)
+
+
+def test_merged_writes_keep_rows_written_by_other_runs(tmp_path: Path) -> None:
+    # Rows train in parallel runs and each merges at its end: a run must add its row to what is
+    # in the file then, not to what was there when it started.
+    shipped = json.loads((ROOT / "benchmarks" / "results" / "rl2_tables.json").read_text())
+    first, second = shipped["rows"][0], shipped["rows"][1]
+    write_tables(tmp_path, {first["row"]: first}, merge=True)
+    write_tables(tmp_path, {second["row"]: second}, merge=True)
+    rows = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"]
+    assert [r["row"] for r in rows] == [first["row"], second["row"]]
+    retrained = {**first, "rl2_env_steps": 1}
+    write_tables(tmp_path, {first["row"]: retrained}, merge=True)
+    rows = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"]
+    assert [r["rl2_env_steps"] for r in rows] == [1, second["rl2_env_steps"]]
+    write_tables(tmp_path, {second["row"]: second}, merge=False)
+    rows = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"]
+    assert [r["row"] for r in rows] == [second["row"]]
+    assert "Bernoulli bandits" in (tmp_path / "rl2_tables.md").read_text()
