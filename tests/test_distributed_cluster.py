@@ -34,7 +34,9 @@ def cluster():
 def train(runtime, on_iteration=None) -> list:
     per_iteration = []
     for i in range(2):
-        handle = runtime.submit(specs(6, seed=i, delay=0.02))
+        # 0.8 s per task, 3 per worker: a worker whose node is removed notices its raylet is
+        # gone only within about a second, so shorter tasks could all finish before it dies.
+        handle = runtime.submit(specs(6, seed=i, delay=0.1))
         if on_iteration is not None:
             on_iteration(i)
         results = runtime.collect(handle)
@@ -56,7 +58,7 @@ def test_training_survives_losing_a_node(cluster: Cluster) -> None:
 
     def lose_a_node(iteration: int) -> None:
         if iteration == 1:
-            time.sleep(0.3)  # both workers are inside their first tasks
+            time.sleep(0.3)  # both workers are inside their first tasks, with more queued
             cluster.remove_node(doomed, allow_graceful=False)
             cluster.add_node(num_cpus=1)  # the replacement the autoscaler would start
 
