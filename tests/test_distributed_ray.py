@@ -82,6 +82,18 @@ def test_unbuildable_envs_stop_the_run_with_the_reason(ray_instance) -> None:
         broken.shutdown()
 
 
+def one_iteration(cfg: ExperimentConfig, batch: list, workers: int) -> tuple[list, dict]:
+    """Sample `batch` and learn once with the real algorithm on `workers` (0: no Ray)."""
+    cfg.workers = workers
+    runtime = make_runtime(cfg, build.algorithm_factory(cfg), build.env_factory(cfg))
+    try:
+        assert runtime.tasks_per_call == build.tasks_per_call(cfg)
+        results = runtime.collect(runtime.submit(batch))
+        return results, runtime.learn(results)
+    finally:
+        runtime.shutdown()
+
+
 def test_real_maml_on_one_worker_matches_the_local_runtime(ray_instance) -> None:
     # Also before the shared runtime exists. Tiny Navigation2D budget: a smoke test of the real
     # algorithm through the workers and the learner actor, compared with one process.
@@ -93,17 +105,8 @@ def test_real_maml_on_one_worker_matches_the_local_runtime(ray_instance) -> None
     env = build.build_env(cfg)
     batch = draw_task_specs(env, 2, np.random.default_rng(0))
 
-    def one_iteration(workers: int) -> tuple[list, dict]:
-        cfg.workers = workers
-        runtime = make_runtime(cfg, build.algorithm_factory(cfg), build.env_factory(cfg))
-        try:
-            results = runtime.collect(runtime.submit(batch))
-            return results, runtime.learn(results)
-        finally:
-            runtime.shutdown()
-
-    local_results, local_metrics = one_iteration(0)
-    ray_results, ray_metrics = one_iteration(1)
+    local_results, local_metrics = one_iteration(cfg, batch, 0)
+    ray_results, ray_metrics = one_iteration(cfg, batch, 1)
     assert len(ray_results[0].rollouts) == cfg.maml.inner_steps + 1
     for a, b in zip(local_results, ray_results, strict=True):
         for x, y in zip(a.rollouts, b.rollouts, strict=True):
@@ -124,19 +127,9 @@ def test_real_rl2_chunks_give_the_same_results_on_one_two_and_no_workers(ray_ins
     env = build.build_env(cfg)
     batch = draw_task_specs(env, 5, np.random.default_rng(0))
 
-    def one_iteration(workers: int) -> tuple[list, dict]:
-        cfg.workers = workers
-        runtime = make_runtime(cfg, build.algorithm_factory(cfg), build.env_factory(cfg))
-        try:
-            assert runtime.tasks_per_call == 2
-            results = runtime.collect(runtime.submit(batch))
-            return results, runtime.learn(results)
-        finally:
-            runtime.shutdown()
-
-    local_results, local_metrics = one_iteration(0)
+    local_results, local_metrics = one_iteration(cfg, batch, 0)
     for workers in (1, 2):
-        ray_results, ray_metrics = one_iteration(workers)
+        ray_results, ray_metrics = one_iteration(cfg, batch, workers)
         assert [r.index for r in ray_results] == [0, 1, 2, 3, 4]
         for a, b in zip(local_results, ray_results, strict=True):
             (x,), (y,) = a.rollouts, b.rollouts
