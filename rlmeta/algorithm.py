@@ -85,5 +85,6 @@ class BatchedAlgorithm(Algorithm, Protocol):
         self, envs: list[gym.Env], specs: list[TaskSpec], weights_version: int
     ) -> list[TaskResult]:
         """Sample every spec together, the envs split between them; one result per spec, in
-        order. The caller seeds the global RNGs with `specs[0].seed`; an env error raised here
-        fails the whole call."""
+        order. The caller seeds the global RNGs with `specs[0].seed`; an `EnvStepError` raised
+        here (set tasks with `rlmeta.rollout.set_task_on` so a rejected task is one too) fails
+        the whole call."""

@@ -109,6 +109,19 @@ class EnvStepError(RuntimeError):
     """An env raised or produced a non-finite value; names the env, the task and the step."""
 
 
+def set_task_on(envs: list[gym.Env], task: Any, task_index: int) -> None:
+    """Set `task` on every env; a rejected task value is an `EnvStepError` naming the env, the
+    task and its index, so runtimes report it like any other env failure."""
+    for env in envs:
+        try:
+            task_protocol.set_task(env, task)
+        except Exception as error:
+            raise EnvStepError(
+                f"env {_env_id(env)!r} rejected task {task_protocol.describe_task(task)} "
+                f"(task index {task_index}) at set_task: {type(error).__name__}: {error}"
+            ) from error
+
+
 def _check_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> None:
     # ndarray methods, not np.all: this runs twice per env step.
     finite = math.isfinite(value) if isinstance(value, float | int) else np.isfinite(value).all()

@@ -21,8 +21,7 @@ from rlmeta.distributed.learner import Learner
 from rlmeta.distributed.parameter_server import ParameterServer
 from rlmeta.distributed.placement import learner_placement
 from rlmeta.distributed.worker import RolloutWorker, WeightsClient
-from rlmeta.rollout import sample_rollout
-from rlmeta.tasks import set_task
+from rlmeta.rollout import sample_rollout, set_task_on
 
 HORIZON = 4
 SEQUENCES = 3
@@ -125,8 +124,7 @@ class FakeAlgorithm:
         self.batched_calls.append([spec.index for spec in specs])
         results = []
         for spec in specs:
-            for env in envs:
-                set_task(env, spec.task)
+            set_task_on(envs, spec.task, spec.index)
             rollout = sample_rollout(
                 envs, _Actor(self.mean), SEQUENCES, task=spec.task,
                 sequence_seeds=[spec.seed + j for j in range(SEQUENCES)],

@@ -16,11 +16,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmeta import tasks as task_protocol
 from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
 from rlmeta.distributed.errors import TaskFailure
 from rlmeta.distributed.parameter_server import ParameterServer
-from rlmeta.rollout import EnvStepError
+from rlmeta.rollout import EnvStepError, set_task_on
 
 # A worker asked for a version its parameter server has not got yet waits this long, then fails.
 WEIGHTS_WAIT_S = 10.0
@@ -87,11 +86,6 @@ class WeightsClient:
         return self.version
 
 
-def _env_name(env: gym.Env) -> str:
-    spec = getattr(env, "spec", None)
-    return spec.id if spec is not None else type(env.unwrapped).__name__
-
-
 def run_seeded(fn: Callable[[], Any], seed: int) -> Any:
     """Call `fn` with torch's and numpy's global RNGs seeded by `seed`, then restore them.
 
@@ -109,24 +103,12 @@ def run_seeded(fn: Callable[[], Any], seed: int) -> Any:
         np.random.set_state(numpy_state)
 
 
-def set_task_on(envs: list[gym.Env], spec: TaskSpec) -> None:
-    """Set the task on every env; a rejected task value is an `EnvStepError` naming both."""
-    for env in envs:
-        try:
-            task_protocol.set_task(env, spec.task)
-        except Exception as error:
-            raise EnvStepError(
-                f"env {_env_name(env)!r} rejected task {task_protocol.describe_task(spec.task)} "
-                f"(task index {spec.index}) at set_task: {type(error).__name__}: {error}"
-            ) from error
-
-
 def sample_task(
     algorithm: Algorithm, envs: list[gym.Env], spec: TaskSpec, version: int
 ) -> TaskResult | TaskFailure:
     """Sample one task; an env error comes back as a `TaskFailure` carrying its message."""
     try:
-        set_task_on(envs, spec)
+        set_task_on(envs, spec.task, spec.index)
         return run_seeded(lambda: algorithm.run_task(envs, spec, version), spec.seed)
     except EnvStepError as error:
         return TaskFailure(spec.index, spec.seed, str(error))
@@ -146,9 +128,6 @@ def sample_tasks(
     if len(specs) == 1 or run_tasks is None:
         return [sample_task(algorithm, envs, spec, version) for spec in specs]
     try:
-        # Only to report a rejected task as for one spec; run_tasks sets the tasks per slot.
-        for spec in specs:
-            set_task_on(envs[:1], spec)
         results = run_seeded(lambda: run_tasks(envs, specs, version), specs[0].seed)
     except EnvStepError as error:
         indices = [spec.index for spec in specs]
@@ -167,7 +146,7 @@ def evaluate_task(
 ) -> dict[str, float] | TaskFailure:
     """Fast-adaptation evaluation of one task, seeded like sampling; env errors as failures."""
     try:
-        set_task_on(envs, spec)
+        set_task_on(envs, spec.task, spec.index)
         return run_seeded(lambda: algorithm.evaluate_task(envs, spec, adapt_steps), spec.seed)
     except EnvStepError as error:
         return TaskFailure(spec.index, spec.seed, str(error))

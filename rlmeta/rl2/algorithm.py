@@ -24,8 +24,7 @@ from rlmeta.rl2.actor import RecurrentActor
 from rlmeta.rl2.policy import RecurrentPolicy
 from rlmeta.rl2.ppo import normalize_advantages, ppo_loss
 from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
-from rlmeta.rollout import Rollout, sample_rollout
-from rlmeta.tasks import set_task
+from rlmeta.rollout import Rollout, sample_rollout, set_task_on
 
 
 def _check_settings(settings: RL2Config) -> None:
@@ -109,8 +108,7 @@ class RL2Algorithm:
         """
         if not envs:
             raise ValueError("RL² sampling needs at least one env, got an empty list")
-        for env in envs:
-            set_task(env, spec.task)
+        set_task_on(envs, spec.task, spec.index)
         actor = RecurrentActor(self.policy, torch.Generator().manual_seed(spec.seed))
         rollout = sample_rollout(
             envs,
@@ -154,8 +152,7 @@ class RL2Algorithm:
             )
         envs = envs[: len(specs) * trials]
         for k, spec in enumerate(specs):
-            for env in envs[k * trials : (k + 1) * trials]:
-                set_task(env, spec.task)
+            set_task_on(envs[k * trials : (k + 1) * trials], spec.task, spec.index)
         actor = RecurrentActor(self.policy, torch.Generator().manual_seed(specs[0].seed))
         rollout = sample_rollout(
             envs,
