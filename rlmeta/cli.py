@@ -241,33 +241,14 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    benchmark = _sampler_benchmark()
-    result = benchmark(
+    # Imported here: it pulls in Ray, which no other command needs at start-up.
+    from rlmeta.distributed import benchmark
+
+    result = benchmark.sampler_benchmark(
         args.env, args.workers, args.envs_per_worker, args.steps, seed=args.seed
     )
     print(json.dumps(result))
     return 0
-
-
-def _sampler_benchmark() -> Any:
-    import importlib
-
-    # The distributed package exports it; the submodules are where it may live before that.
-    for module_name in (
-        "rlmeta.distributed",
-        "rlmeta.distributed.benchmark",
-        "rlmeta.distributed.bench",
-        "rlmeta.distributed.sampler",
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if hasattr(module, "sampler_benchmark"):
-            return module.sampler_benchmark
-    raise RuntimeError(
-        "this rlmeta has no sampler benchmark (expected rlmeta.distributed.sampler_benchmark)"
-    )
 
 
 COMMANDS = {

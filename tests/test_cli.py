@@ -136,9 +136,9 @@ def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:
         calls.append((env_id, workers, envs_per_worker, steps, seed))
         return {"steps_per_s": 10.0, "raw_steps_per_s": 6.0, "ratio": 10.0 / 12.0}
 
-    import rlmeta.distributed
+    from rlmeta.distributed import benchmark
 
-    monkeypatch.setattr(rlmeta.distributed, "sampler_benchmark", fake_benchmark, raising=False)
+    monkeypatch.setattr(benchmark, "sampler_benchmark", fake_benchmark)
     status, out, _ = run_main(
         capsys, "bench", "sampler", "--env", "rlmeta/Bandit-v0", "--workers", "2",
         "--envs-per-worker", "4", "--steps", "100",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 
 import jsonschema
@@ -10,6 +12,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from rlmeta.distributed.placement import learner_placement
+from rlmeta.distributed.ray_runtime import SYSTEM_CONFIG
 
 CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
 
@@ -46,3 +49,11 @@ def test_setup_installs_torch_before_the_project_on_every_node() -> None:
         project_at = next(i for i, c in enumerate(commands) if "-e ~/rlmeta" in c)
         assert torch_at < project_at, key
     assert config["file_mounts"]["~/rlmeta"] == "."
+
+
+def test_head_starts_ray_with_the_system_config_local_runs_use() -> None:
+    (start,) = [c for c in load()["head_start_ray_commands"] if "ray start" in c]
+    words = shlex.split(start.split(";", 1)[1])
+    flags = [w for w in words if w.startswith("--system-config=")]
+    assert len(flags) == 1, start
+    assert json.loads(flags[0].split("=", 1)[1]) == SYSTEM_CONFIG

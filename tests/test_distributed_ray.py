@@ -19,10 +19,10 @@ from test_distributed_fakes import make_broken_env, make_fake_algorithm, make_fa
 from rlmeta import build
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, MAMLConfig, PolicyConfig, RL2Config
-from rlmeta.distributed import RolloutError, make_runtime
+from rlmeta.distributed import RolloutError, make_runtime, ray_runtime
 from rlmeta.distributed.benchmark import sampler_benchmark
 from rlmeta.distributed.local import LocalRuntime
-from rlmeta.distributed.ray_runtime import RayRuntime
+from rlmeta.distributed.ray_runtime import RayRuntime, start_local_ray
 from rlmeta.train import draw_task_specs
 
 pytestmark = pytest.mark.ray
@@ -38,7 +38,7 @@ def ray_instance():
     torch.set_num_threads(1)
     # The fakes live in the tests folder, which worker processes cannot import.
     cloudpickle.register_pickle_by_value(fakes)
-    ray.init(num_cpus=3, include_dashboard=False, configure_logging=False)
+    start_local_ray(3)
     yield
     ray.shutdown()
     cloudpickle.unregister_pickle_by_value(fakes)
@@ -253,3 +253,20 @@ def test_killed_worker_mid_iteration_gives_the_undisturbed_results(runtime: RayR
     ray.kill(runtime.workers[1], no_restart=False)
     with pytest.raises(RolloutError, match="max_task_retries=0"):
         runtime.collect(handle)
+
+
+def test_local_start_uses_the_measured_system_config(monkeypatch) -> None:
+    # Without Ray running: init_ray must start a new local instance (never join whatever
+    # RAY_ADDRESS points at) with results inlined up to INLINE_OBJECT_BYTES.
+    calls = []
+    monkeypatch.setattr(ray_runtime.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_runtime.ray, "init", lambda **kwargs: calls.append(kwargs))
+    assert ray_runtime.init_ray(config(workers=3)) is True
+    (kwargs,) = calls
+    assert kwargs["address"] == "local" and kwargs["num_cpus"] == 4
+    assert kwargs["include_dashboard"] is False
+    assert kwargs["_system_config"] == {"max_direct_call_object_size": 4 * 1024 * 1024}
+    assert kwargs["_system_config"] is not ray_runtime.SYSTEM_CONFIG  # ray.init adds keys
+    calls.clear()
+    ray_runtime.init_ray(config(address="auto"))
+    assert calls == [{"address": "auto"}]

@@ -1,0 +1,47 @@
+"""benchmarks/sampler.py: runs whose host changed speed are flagged and kept out of the median."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import sampler  # noqa: E402
+
+
+def row(run: int, ratio: float, before: float, after: float) -> dict:
+    result = {
+        "env_id": sampler.ENV_ID, "workers": 2, "envs_per_worker": 10, "run": run,
+        "steps_per_s": 30000.0, "raw_steps_per_s": (before + after) / 2,
+        "raw_before_after": [before, after], "ratio": ratio, "broadcast_s": 0.005,
+    }
+    result["stable"] = sampler.raw_drift(result) <= sampler.MAX_RAW_DRIFT
+    return result
+
+
+def test_raw_drift_is_relative_to_the_slower_rate() -> None:
+    assert sampler.raw_drift(row(1, 0.8, 18000.0, 19800.0)) == 0.1
+    assert sampler.raw_drift(row(1, 0.8, 19800.0, 18000.0)) == 0.1
+    assert row(1, 0.8, 18000.0, 19000.0)["stable"]
+    assert not row(2, 0.97, 12224.7, 19260.8)["stable"]
+
+
+def test_summary_and_table_leave_unstable_runs_out_of_the_median() -> None:
+    rows = [row(1, 0.79, 19000.0, 19400.0), row(2, 0.97, 12224.7, 19260.8),
+            row(3, 0.81, 19500.0, 19100.0), row(4, 0.80, 19000.0, 19300.0)]
+    summary = sampler.ratio_summary([r["ratio"] for r in rows if r["stable"]])
+    assert summary == {"median": 0.8, "min": 0.79, "max": 0.81, "runs": 3}
+    assert sampler.ratio_summary([])["median"] is None
+    report = {
+        "machine": "x86_64, 2 CPUs", "load_before": [0.1, 0.1, 0.1], "load_after": [2.0, 1, 1],
+        "repeats": 3, "steps": 1000, "sampler": rows, "ratio_summary": {2: summary},
+        "maml_iteration": {
+            "workers": 2, "envs_per_worker": 10, "meta_batch_size": 4, "episodes_per_task": 10,
+            "iteration_s": 1.5, "sampling_s": 0.6, "waiting_s": 0.6, "learner_s": 0.9,
+            "broadcast_s": 0.007, "env_steps": 16000.0,
+        },
+    }
+    text = sampler.markdown(report)
+    assert "| 0.97 (unstable) |" in text and "| 0.79 |" in text
+    assert "median ratio **0.8** over 3 stable runs" in text
