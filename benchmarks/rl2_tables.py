@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,13 @@ def train_rl2(
         make_task_env(config.env, **config.env_kwargs)
         for _ in range(settings.meta_batch_size * settings.trials_per_task)
     ]
+    # The run is `budget` env steps, so that is what `iterations` (the length of a learning-rate
+    # schedule) means here: bandit and tabular-MDP episodes have a fixed length, `horizon`.
+    steps_per_update = (
+        settings.meta_batch_size * settings.trials_per_task * settings.episodes_per_trial
+        * int(envs[0].unwrapped.horizon)
+    )
+    config = replace(config, iterations=max(1, math.ceil(budget / steps_per_update)))
     torch.manual_seed(config.seed)
     algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
     rng = np.random.default_rng(config.seed)
@@ -253,7 +261,8 @@ def _steps(result: dict[str, Any]) -> str:
 def _settings_line(result: dict[str, Any]) -> str:
     rl2 = result["rl2_settings"]["rl2"]
     return (
-        f"- **{result['row']}**: GRU {rl2['hidden_size']}, lr {rl2['lr']}, "
+        f"- **{result['row']}**: GRU {rl2['hidden_size']}, lr {rl2['lr']}"
+        f"{' annealed linearly to 0' if rl2.get('lr_schedule') == 'linear' else ''}, "
         f"{rl2['meta_batch_size']} tasks × {rl2['trials_per_task']} trials per update, "
         f"{rl2['epochs']} epochs × {rl2['minibatches']} minibatches, γ {rl2['gamma']}, "
         f"λ {rl2['gae_lambda']}, entropy {rl2['entropy_coef']}, clip {rl2['clip']}, "

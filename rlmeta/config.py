@@ -88,6 +88,9 @@ class RL2Config:
     """GAE lambda."""
     lr: float = 5e-4
     """Adam learning rate."""
+    lr_schedule: str = "constant"
+    """constant, or linear: the learning rate falls linearly from `lr` towards 0 over the run's
+    `iterations` updates (as CleanRL's PPO anneals it)."""
     clip: float = 0.2
     """PPO clip range."""
     epochs: int = 5

@@ -105,6 +105,27 @@ def test_update_changes_the_weights_and_reports_finite_metrics():
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_learning_rate_follows_the_schedule_over_the_runs_iterations(schedule):
+    config = small_config(lr=1e-3, lr_schedule=schedule, epochs=1, minibatches=1)
+    config.iterations = 4
+    algorithm, envs = build(config)
+    used, saved = [], io.BytesIO()
+    for i in range(5):
+        if i == 2:
+            torch.save(algorithm.state_dict(), saved)
+        used.append(algorithm.update(meta_batch(algorithm, envs, seed=i))["lr"])
+    # Past its planned iterations a linear schedule stays at 0 rather than turning negative.
+    expected = [1e-3] * 5 if schedule == "constant" else [1e-3, 7.5e-4, 5e-4, 2.5e-4, 0.0]
+    assert used == pytest.approx(expected)
+    assert algorithm.optimizer.param_groups[0]["lr"] == pytest.approx(expected[-1])
+    # A run resumed from a checkpoint continues the schedule where it stopped.
+    resumed, _ = build(config)
+    saved.seek(0)
+    resumed.load_state_dict(torch.load(saved, weights_only=True))
+    assert resumed.update(meta_batch(resumed, envs, seed=2))["lr"] == pytest.approx(expected[2])
+
+
 def test_first_minibatch_step_has_ratio_one_so_nothing_is_clipped():
     # On-policy data: the first gradient step sees the same policy that sampled.
     algorithm, envs = build(small_config("rlmeta/TabularMDP-v0", {}, epochs=1, minibatches=1))
@@ -173,7 +194,8 @@ def test_weights_are_cpu_copies_and_mismatched_weights_are_rejected():
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("trials_per_task", 0), ("gamma", 1.5), ("clip", 0.0)]
+    ("field", "value"),
+    [("trials_per_task", 0), ("gamma", 1.5), ("clip", 0.0), ("lr_schedule", "cosine")],
 )
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"rl2.{field}"):

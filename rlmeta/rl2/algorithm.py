@@ -26,6 +26,8 @@ from rlmeta.rl2.ppo import normalize_advantages, ppo_loss
 from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
 from rlmeta.rollout import Rollout, sample_rollout, set_task_on
 
+LR_SCHEDULES = ("constant", "linear")
+
 
 def _check_settings(settings: RL2Config) -> None:
     positive_ints = ("meta_batch_size", "trials_per_task", "episodes_per_trial", "hidden_size",
@@ -46,6 +48,20 @@ def _check_settings(settings: RL2Config) -> None:
         value = getattr(settings, name)
         if not value >= 0.0:
             raise ValueError(f"rl2.{name} must be >= 0, got {value!r}")
+    if settings.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"rl2.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+            f"{settings.lr_schedule!r}"
+        )
+
+
+def scheduled_lr(settings: RL2Config, update: int, total_updates: int) -> float:
+    """The learning rate of update `update` (0-based) of `total_updates`."""
+    if settings.lr_schedule == "constant":
+        return settings.lr
+    # Linear: full at the first update, lr / total_updates at the last, never below 0 if a run
+    # is resumed or extended past its planned length.
+    return settings.lr * max(0.0, 1.0 - update / max(1, total_updates))
 
 
 def trial_metrics(
@@ -218,6 +234,9 @@ class RL2Algorithm:
             )
             returns = (advantages + values) * batch.mask
 
+        lr = scheduled_lr(settings, self.updates, self.config.iterations)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         n_minibatches = min(settings.minibatches, batch.num_trials)
         sums: dict[str, float] = {}
         steps = 0
@@ -259,6 +278,7 @@ class RL2Algorithm:
 
         metrics = {name: total / steps for name, total in sums.items()}
         metrics["explained_variance"] = _explained_variance(values, returns, batch.mask)
+        metrics["lr"] = lr
         episode_returns = np.concatenate([r.rollouts[0].episode_returns() for r in results])
         metrics.update(trial_metrics(episode_returns))
         return metrics
