@@ -7,6 +7,7 @@ episodes of the same task. Algorithms turn it into tensors; workers produce it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -186,13 +187,11 @@ def sample_rollout(
     discrete = isinstance(action_space, gym.spaces.Discrete)
     act_shape: tuple[int, ...] = () if discrete else tuple(action_space.shape)
 
-    # What each batch step produced, for every slot, plus one entry per real env step saying
-    # which batch row it was and where it lands; scattered into [T, N] arrays once at the end.
-    # Per-step tuples stacked per sequence cost more than the bookkeeping they replace.
-    obs_batches: list[np.ndarray] = []
-    action_batches: list[np.ndarray] = []
-    log_prob_batches: list[np.ndarray] = []
-    record = _StepRecord()
+    # Each batch step keeps, for every slot, the observation, action and log-probability it fed
+    # the actor, and a snapshot of which slots were stepping and where each stood (sequence,
+    # episode, step); each real env step adds only its reward and how it ended. Everything is
+    # scattered into [T, N] arrays once at the end: per-step work is the cost that counts here.
+    record = _StepRecord(n_slots)
     successes = np.zeros((num_sequences, episodes_per_sequence), dtype=np.float32)
     saw_success = False
 
@@ -206,6 +205,7 @@ def sample_rollout(
     prev_rewards = [0.0] * n_slots
     prev_dones = [0.0] * n_slots
     next_sequence = 0
+    steps = [env.step for env in envs]
 
     def start(slot: int) -> None:
         nonlocal next_sequence
@@ -218,19 +218,13 @@ def sample_rollout(
         _check_finite("observation", obs, env_id, task, 0)
         observations[slot] = obs
         prev_rewards[slot] = 0.0
-        prev_dones[slot] = 0.0
 
     for slot in range(n_slots):
         start(slot)
     actor.start_sequences(np.arange(n_slots))
     active = list(range(n_slots))
-    add_row, add_sequence, add_t, add_episode = (
-        record.rows.append, record.sequences.append, record.timesteps.append,
-        record.episodes.append,
-    )
-    add_reward, add_done, add_terminated = (
-        record.rewards.append, record.dones.append, record.terminated.append,
-    )
+    add_reward, add_end = record.rewards.append, record.ends.append
+    isfinite = math.isfinite
 
     while active:
         # np.array over a list of equal-shape arrays is several times faster than np.stack.
@@ -244,103 +238,124 @@ def sample_rollout(
             np.asarray(prev_rewards, dtype=np.float32),
             np.asarray(prev_dones, dtype=np.float32),
         )
-        row_base = len(obs_batches) * n_slots
-        obs_batches.append(obs_batch)
-        action_batches.append(actions)
-        log_prob_batches.append(log_probs)
+        record.add_batch(obs_batch, actions, log_probs, active, slot_sequence, slot_episode,
+                         slot_t)
+        # Cleared for every slot; set below where an episode ended and its sequence goes on.
+        prev_dones = [0.0] * n_slots
         restarted = []
-        still_active = []
+        finished = []
         for slot in active:
-            t = slot_t[slot]
             try:
-                obs, reward, terminated, truncated, info = envs[slot].step(actions[slot])
+                obs, reward, terminated, truncated, info = steps[slot](actions[slot])
             except Exception as error:  # re-raised with the env, task and step named
                 raise EnvStepError(
                     f"env {env_id!r} raised on task {_describe(task)} at step "
-                    f"{t} of episode {slot_episode[slot]}: {type(error).__name__}: {error}"
+                    f"{slot_t[slot]} of episode {slot_episode[slot]}: "
+                    f"{type(error).__name__}: {error}"
                 ) from error
             reward = float(reward)
-            if not math.isfinite(reward):
-                _check_finite("reward", reward, env_id, task, t)
-            done = bool(terminated or truncated)
-            episode = slot_episode[slot]
-            add_row(row_base + slot)
-            add_sequence(slot_sequence[slot])
-            add_t(t)
-            add_episode(episode)
+            if not isfinite(reward):
+                _check_finite("reward", reward, env_id, task, slot_t[slot])
             add_reward(reward)
-            add_done(done)
-            add_terminated(bool(terminated))
-            if "success" in info:
-                saw_success = True
-                j = slot_sequence[slot]
-                successes[j, episode] = max(successes[j, episode], float(info["success"]))
             prev_rewards[slot] = reward
-            prev_dones[slot] = float(done)
-            still_active.append(slot)
-            if not done:
-                slot_t[slot] = t + 1
+            if info and "success" in info:
+                saw_success = True
+                j, episode = slot_sequence[slot], slot_episode[slot]
+                successes[j, episode] = max(successes[j, episode], float(info["success"]))
+            if not (terminated or truncated):
+                add_end(_RUNNING)
+                slot_t[slot] += 1
                 observations[slot] = obs
                 continue
-            slot_episode[slot] = episode + 1
+            add_end(_TERMINATED if terminated else _TRUNCATED)
+            episode = slot_episode[slot] + 1
+            slot_episode[slot] = episode
             slot_t[slot] = 0
-            if episode + 1 < episodes_per_sequence:
-                # Same sequence, next episode: the recurrent state carries over.
+            if episode < episodes_per_sequence:
+                # Same sequence, next episode: the recurrent state carries over, and so does
+                # the done flag (a new sequence starts with it cleared).
+                prev_dones[slot] = 1.0
                 obs, _ = envs[slot].reset()
                 observations[slot] = obs
             elif next_sequence < num_sequences:
                 start(slot)
                 restarted.append(slot)
             else:
-                still_active.pop()
-        active = still_active
+                prev_dones[slot] = 1.0
+                finished.append(slot)
+        if finished:
+            active = [slot for slot in active if slot not in finished]
         # The previous action of every slot is the one just taken; a new sequence starts at 0.
         prev_actions = actions.copy()
         if restarted:
             prev_actions[restarted] = 0
             actor.start_sequences(np.asarray(restarted))
 
-    arrays = record.scatter(
-        num_sequences,
-        np.concatenate(obs_batches),
-        np.concatenate(action_batches).astype(prev_actions.dtype, copy=False),
-        np.concatenate(log_prob_batches),
-    )
+    arrays = record.scatter(num_sequences, prev_actions.dtype)
     return Rollout(**arrays, task=task, seed=seed, weights_version=weights_version,
                    successes=successes if saw_success else None)
 
 
-@dataclass
+# How a step ended, one small int per real env step.
+_RUNNING, _TRUNCATED, _TERMINATED = 0, 1, 2
+
+
 class _StepRecord:
-    """One entry per real env step, in the order they were taken: the batch row (batch step ×
-    slots + slot) holding its observation, action and log-probability, and the rest."""
+    """What `sample_rollout` saw. Per batch step: the observation, action and log-probability
+    of every slot, which slots stepped, and each slot's (sequence, episode, step) at that
+    moment. Per real env step, in the order taken (batch step, then slot): reward and ending."""
 
-    rows: list[int] = field(default_factory=list)
-    sequences: list[int] = field(default_factory=list)
-    timesteps: list[int] = field(default_factory=list)
-    episodes: list[int] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-    dones: list[bool] = field(default_factory=list)
-    terminated: list[bool] = field(default_factory=list)
+    def __init__(self, n_slots: int) -> None:
+        self.n_slots = n_slots
+        self.observations: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.log_probs: list[np.ndarray] = []
+        self.stepping: list[list[int]] = []
+        self.sequences: list[list[int]] = []
+        self.episodes: list[list[int]] = []
+        self.timesteps: list[list[int]] = []
+        self.rewards: list[float] = []
+        self.ends: list[int] = []
 
-    def scatter(
+    def add_batch(
         self,
-        num_sequences: int,
-        observation_rows: np.ndarray,
-        action_rows: np.ndarray,
-        log_prob_rows: np.ndarray,
-    ) -> dict[str, np.ndarray]:
+        observations: np.ndarray,
+        actions: np.ndarray,
+        log_probs: np.ndarray,
+        stepping: list[int],
+        sequences: list[int],
+        episodes: list[int],
+        timesteps: list[int],
+    ) -> None:
+        """One batch step; `stepping` is kept as given (the sampler never mutates it), the
+        per-slot lists are copied because the sampler updates them in place."""
+        self.observations.append(observations)
+        self.actions.append(actions)
+        self.log_probs.append(log_probs)
+        self.stepping.append(stepping)
+        self.sequences.append(sequences[:])
+        self.episodes.append(episodes[:])
+        self.timesteps.append(timesteps[:])
+
+    def scatter(self, num_sequences: int, action_dtype: Any) -> dict[str, np.ndarray]:
         """The `Rollout` arrays: the steps scattered into time-major [T, N] arrays, padded with
         `mask == 0`."""
-        rows = np.asarray(self.rows, dtype=np.int64)
-        sequences = np.asarray(self.sequences, dtype=np.int64)
+        counts = [len(slots) for slots in self.stepping]
+        total = sum(counts)
+        slots = np.fromiter(itertools.chain.from_iterable(self.stepping), np.int64, total)
+        # Row of each real step in the [batch steps × slots] arrays, in the order taken.
+        rows = np.repeat(np.arange(len(counts), dtype=np.int64) * self.n_slots, counts) + slots
+        sequences = np.asarray(self.sequences, dtype=np.int64).reshape(-1)[rows]
+        episodes = np.asarray(self.episodes, dtype=np.int64).reshape(-1)[rows]
+        timesteps = np.asarray(self.timesteps, dtype=np.int64).reshape(-1)[rows]
+        ends = np.asarray(self.ends, dtype=np.int8)
         # A step's time index is how many earlier steps its sequence has: rank within the
         # sequence in a stable sort by sequence, since steps were recorded in time order.
         order = np.argsort(sequences, kind="stable")
         lengths = np.bincount(sequences, minlength=num_sequences)
         firsts = np.cumsum(lengths) - lengths
         position = np.empty_like(rows)
-        position[order] = np.arange(len(rows)) - np.repeat(firsts, lengths)
+        position[order] = np.arange(total) - np.repeat(firsts, lengths)
         horizon = int(lengths.max())
         where = (position, sequences)
 
@@ -349,20 +364,23 @@ class _StepRecord:
             out[where] = values
             return out
 
-        episodes = np.asarray(self.episodes, dtype=np.int64)
+        def batch_rows(batches: list[np.ndarray], dtype: Any) -> np.ndarray:
+            stacked = np.concatenate(batches).astype(dtype, copy=False)
+            return place(stacked[rows], dtype, stacked.shape[1:])
+
         episode_index = place(episodes, np.int64)
         mask = place(1.0, np.float32)
         # Padding continues each sequence's last episode index so per-episode sums stay right.
         last_episode = episodes[order[firsts + lengths - 1]]
         episode_index = np.where(mask > 0, episode_index, last_episode[None, :])
         return {
-            "observations": place(observation_rows[rows], np.float32, observation_rows.shape[1:]),
-            "actions": place(action_rows[rows], action_rows.dtype, action_rows.shape[1:]),
+            "observations": batch_rows(self.observations, np.float32),
+            "actions": batch_rows(self.actions, action_dtype),
             "rewards": place(self.rewards, np.float32),
-            "dones": place(self.dones, bool),
-            "terminated": place(self.terminated, bool),
+            "dones": place(ends > _RUNNING, bool),
+            "terminated": place(ends == _TERMINATED, bool),
             "mask": mask,
-            "log_probs": place(log_prob_rows[rows], np.float32),
-            "timesteps": place(np.asarray(self.timesteps, dtype=np.int64), np.int64),
+            "log_probs": batch_rows(self.log_probs, np.float32),
+            "timesteps": place(timesteps, np.int64),
             "episode_index": episode_index,
         }

@@ -182,3 +182,40 @@ def test_select_sequences_slices_every_field_by_column():
     assert part.num_steps == 2 * (4 + 3)
     with pytest.raises(ValueError, match="sequence indices below 4, got \\[4\\]"):
         rollout.select_sequences([4])
+
+
+class EndingEnv(CountingEnv):
+    """Episodes of 1, 2, 3, ... steps in turn (one counter per env); odd lengths end in a
+    terminal state, even ones are truncated; info["success"] only on the episode's last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.episodes = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.episodes += 1
+        self.task = {"length": self.episodes}
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, _, done, _ = super().step(action)
+        terminal = done and self.task["length"] % 2 == 1
+        info = {"success": 1.0} if done else {}
+        return obs, reward, terminal, done and not terminal, info
+
+
+def test_terminal_and_truncated_endings_are_told_apart_per_step():
+    # One env, two sequences of two episodes: episode lengths 1, 2 (sequence 0) and 3, 4 (1).
+    rollout = sample_rollout([EndingEnv()], ConstantActor(), num_sequences=2,
+                             episodes_per_sequence=2)
+    assert rollout.observations.shape[:2] == (7, 2)
+    np.testing.assert_array_equal(rollout.mask.sum(0), [3, 7])
+    np.testing.assert_array_equal(rollout.timesteps[:3, 0], [0, 0, 1])
+    np.testing.assert_array_equal(rollout.timesteps[:, 1], [0, 1, 2, 0, 1, 2, 3])
+    np.testing.assert_array_equal(rollout.dones[:3, 0], [1, 0, 1])
+    np.testing.assert_array_equal(rollout.terminated[:3, 0], [1, 0, 0])
+    np.testing.assert_array_equal(rollout.dones[:, 1], [0, 0, 1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(rollout.terminated[:, 1], [0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(rollout.episode_index[:, 0], [0, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(rollout.successes, np.ones((2, 2)))
+    np.testing.assert_array_equal(rollout.episode_returns(), [[1.0, 2.0], [3.0, 4.0]])
