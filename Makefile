@@ -40,7 +40,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n100.yaml --only bandit-100-10 --budget 40000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n100.yaml --only bandit-100-50 --budget 40000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 24000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 20000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 17824000 --merge
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
