@@ -47,6 +47,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "eval_tasks": _POSITIVE,
     "workers": _NON_NEGATIVE,
     "envs_per_worker": _POSITIVE,
+    "learner_cpus": _POSITIVE,
     "max_staleness": _POSITIVE,
     "max_task_retries": _NON_NEGATIVE,
     "policy.hidden_sizes": _POSITIVE,

@@ -82,6 +82,22 @@ def test_unbuildable_envs_stop_the_run_with_the_reason(ray_instance) -> None:
         broken.shutdown()
 
 
+def test_learner_reserves_learner_cpus_and_computes_with_as_many_threads(ray_instance) -> None:
+    # Also before the shared runtime: 1 worker + a 2-CPU learner fill the 3-CPU instance.
+    runtime = make_runtime(config(workers=1, learner_cpus=2), make_fake_algorithm, make_fake_env)
+    try:
+        ray.get(runtime.workers[0].ready.remote())
+        threads = ray.get(runtime.learner.__ray_call__.remote(lambda _: torch.get_num_threads()))
+        assert threads == 2
+        # The cluster's resource view is refreshed on a timer: poll it briefly.
+        deadline = time.monotonic() + 10
+        while ray.available_resources().get("CPU", 0.0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ray.available_resources().get("CPU", 0.0) == 0.0
+    finally:
+        runtime.shutdown()
+
+
 def one_iteration(cfg: ExperimentConfig, batch: list, workers: int) -> tuple[list, dict]:
     """Sample `batch` and learn once with the real algorithm on `workers` (0: no Ray)."""
     cfg.workers = workers
@@ -267,6 +283,9 @@ def test_local_start_uses_the_measured_system_config(monkeypatch) -> None:
     assert kwargs["include_dashboard"] is False
     assert kwargs["_system_config"] == {"max_direct_call_object_size": 4 * 1024 * 1024}
     assert kwargs["_system_config"] is not ray_runtime.SYSTEM_CONFIG  # ray.init adds keys
+    calls.clear()
+    ray_runtime.init_ray(config(workers=3, learner_cpus=2))  # the learner's CPUs come on top
+    assert calls[0]["num_cpus"] == 5
     calls.clear()
     ray_runtime.init_ray(config(address="auto"))
     assert calls == [{"address": "auto"}]

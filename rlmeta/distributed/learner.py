@@ -6,7 +6,6 @@ Plain class; the Ray runtime places it with `num_gpus=1` when `learner_placement
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +36,7 @@ class Learner:
     """Owns the learner's algorithm object. `put` stores weights and returns a handle
     (`ray.put` under Ray); the handle is wrapped in a list so Ray passes it on unresolved.
     `server` is the parameter server (a client of its actor under Ray; a local one if None);
-    `threads` sets torch's thread count (0: all cores of the node; None: leave it)."""
+    `threads` sets torch's intra-op thread count (None: leave it)."""
 
     def __init__(
         self,
@@ -48,9 +47,7 @@ class Learner:
         threads: int | None = None,
     ) -> None:
         if threads is not None:
-            # 0: every core of this node. Ray pins an actor with num_cpus=1 to one thread, but
-            # in sync mode the workers idle while the learner updates.
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+            torch.set_num_threads(threads)
         self.algorithm = algorithm_factory(device)
         self.put = put
         self.server = server if server is not None else ParameterServer()

@@ -97,13 +97,13 @@ def init_ray(config: ExperimentConfig) -> bool:
     """Connect to Ray; returns True when this call started it (so shutdown stops it).
 
     An already initialised Ray is reused; no address starts a local instance
-    (`start_local_ray`) with a CPU per worker plus one for the learner; "auto" joins a running
-    cluster, whose system settings were fixed by `ray start` (cluster.yaml passes the same).
+    (`start_local_ray`) with a CPU per worker plus the learner's `learner_cpus`; "auto" joins a
+    running cluster, whose system settings were fixed by `ray start` (cluster.yaml passes the same).
     """
     if ray.is_initialized():
         return False
     if config.address is None:
-        start_local_ray(config.workers + 1)
+        start_local_ray(config.workers + config.learner_cpus)
     else:
         ray.init(address=config.address)
     return True
@@ -163,13 +163,15 @@ class RayRuntime:
             .remote()
         )
         server = ServerClient(self.parameter_server)
-        # Sync mode: the workers wait while the learner updates, so it uses every core of its
-        # node (a TRPO update on 2 cores takes 0.65x the time); async: its own core only.
-        learner_threads = 0 if config.mode == "sync" else 1
+        # As many torch threads as reserved CPUs. Ray runs actors at niceness 15, so a learner
+        # thread that shares a core with any ordinary busy process gets ~3% of it, and threads
+        # that meet at every parallel op all wait for that one: a MAML-TRPO update with 2
+        # threads beside one busy process took >10 min instead of 2.8 s (1 thread: 4.7 s either
+        # way; benchmarks/results/maml_iteration_time.md).
         self.learner = (
             ray.remote(Learner)
-            .options(num_cpus=1, num_gpus=gpus)
-            .remote(algorithm_factory, self.device, put_ref, server, learner_threads)
+            .options(num_cpus=config.learner_cpus, num_gpus=gpus)
+            .remote(algorithm_factory, self.device, put_ref, server, config.learner_cpus)
         )
         worker_class = ray.remote(RolloutWorker).options(
             num_cpus=1, max_restarts=WORKER_MAX_RESTARTS, scheduling_strategy="SPREAD"

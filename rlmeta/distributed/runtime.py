@@ -111,8 +111,9 @@ def check_runtime_config(config: ExperimentConfig) -> None:
     for name in ("workers", "max_staleness", "max_task_retries"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-    if config.envs_per_worker < 1:
-        raise ValueError(f"envs_per_worker must be >= 1, got {config.envs_per_worker}")
+    for name in ("envs_per_worker", "learner_cpus"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
 
 
 def staleness_bound(config: ExperimentConfig) -> int:
