@@ -82,6 +82,9 @@ class RL2Config:
     """Episodes of the same task in one trial (the hidden state carries across them)."""
     hidden_size: int = 256
     """GRU hidden state size."""
+    value_network: str = "shared"
+    """shared: the value head reads the policy's GRU; separate: the value function has a GRU of
+    its own over the same inputs (the value loss then leaves the policy's features alone)."""
     gamma: float = 0.99
     """Discount factor across the whole trial."""
     gae_lambda: float = 0.95

@@ -32,6 +32,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "policy.activation": ("relu", "tanh"),
     "maml.outer": ("trpo", "ppo", "reptile"),
     "maml.estimator": ("maml", "dice"),
+    "rl2.value_network": ("shared", "separate"),
 }
 
 # Numeric ranges by dotted key: (low, high, low_inclusive, high_inclusive); None is unbounded.

@@ -114,14 +114,15 @@ def test_sampling_is_exactly_reproducible_from_the_seed():
 
 
 @pytest.mark.parametrize(
-    ("env", "kwargs"),
+    ("env", "kwargs", "value_network"),
     [
-        ("rlmeta/TabularMDP-v0", {}),  # discrete actions, 10-step episodes
-        ("rlmeta/Navigation2D-v0", {"horizon": 6}),  # Gaussian actions
+        ("rlmeta/TabularMDP-v0", {}, "shared"),  # discrete actions, 10-step episodes
+        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "shared"),  # Gaussian actions
+        ("rlmeta/TabularMDP-v0", {}, "separate"),  # sampling skips the value GRU
     ],
 )
-def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(env, kwargs):
-    config = small_config(env, kwargs, trials_per_task=5)
+def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(env, kwargs, value_network):
+    config = small_config(env, kwargs, trials_per_task=5, value_network=value_network)
     algorithm, envs = build(config, n_envs=3)  # fewer slots than trials: slots restart
     results = [
         algorithm.run_task(envs, TaskSpec(i, first_task(envs[0], i), seed=100 + i), 0)
@@ -140,6 +141,44 @@ def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(env, kwargs
     real = batch.mask > 0
     assert int(real.sum()) == sum(r.env_steps for r in results)
     torch.testing.assert_close(recomputed[real], batch.old_log_probs[real], atol=1e-5, rtol=1e-5)
+
+
+def test_a_separate_value_gru_keeps_value_and_policy_gradients_apart():
+    config = small_config("rlmeta/TabularMDP-v0", value_network="separate")
+    algorithm, envs = build(config)
+    policy = algorithm.policy
+    assert policy.hidden_size == 2 * config.rl2.hidden_size
+    result = algorithm.run_task(envs, TaskSpec(0, first_task(envs[0]), seed=3), 0)
+    batch = collate_trials([result])
+    inputs = (batch.observations, batch.prev_actions, batch.prev_rewards, batch.prev_dones,
+              batch.initial_states)
+    # The value function's own modules: value_encoder, value_gru, value_head.
+    value_modules = ("value_encoder.", "value_gru.", "value_head.")
+    assert sum(name.startswith(value_modules) for name, _ in policy.named_parameters()) == 8
+
+    def grads_of(loss: torch.Tensor) -> dict[str, bool]:
+        policy.zero_grad(set_to_none=True)
+        loss.backward()
+        return {
+            name: p.grad is not None and bool(p.grad.abs().sum() > 0)
+            for name, p in policy.named_parameters()
+        }
+
+    distribution, values, _ = policy(*inputs)
+    from_value = grads_of(values.sum())
+    distribution, values, _ = policy(*inputs)
+    from_policy = grads_of(distribution.log_prob(batch.actions).sum())
+    for name in from_value:
+        assert from_value[name] == name.startswith(value_modules), name
+        assert from_policy[name] == (not name.startswith(value_modules)), name
+
+    # Sampling steps only the policy GRU: no values, and the value half of the state is as given.
+    state = torch.randn(2, policy.hidden_size)
+    step = [x[:1, :2] for x in inputs[:4]]
+    _, values, final = policy(*step, state, compute_values=False)
+    assert values is None
+    torch.testing.assert_close(final[:, policy.gru_size :], state[:, policy.gru_size :])
+    assert not torch.allclose(final[:, : policy.gru_size], state[:, : policy.gru_size])
 
 
 def test_unsupported_spaces_are_rejected_with_the_space_named():

@@ -85,6 +85,7 @@ class RecurrentActor:
             step_major(prev_rewards),
             step_major(prev_dones),
             self._state[:batch],
+            compute_values=False,
         )
         self._state[:batch] = state
         actions = sample_actions(distribution, self.generator)

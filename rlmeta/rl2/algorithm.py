@@ -27,6 +27,7 @@ from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
 from rlmeta.rollout import Rollout, sample_rollout, set_task_on
 
 LR_SCHEDULES = ("constant", "linear")
+VALUE_NETWORKS = ("shared", "separate")
 
 
 def _check_settings(settings: RL2Config) -> None:
@@ -48,6 +49,11 @@ def _check_settings(settings: RL2Config) -> None:
         value = getattr(settings, name)
         if not value >= 0.0:
             raise ValueError(f"rl2.{name} must be >= 0, got {value!r}")
+    if settings.value_network not in VALUE_NETWORKS:
+        raise ValueError(
+            f"rl2.value_network must be one of {', '.join(VALUE_NETWORKS)}, got "
+            f"{settings.value_network!r}"
+        )
     if settings.lr_schedule not in LR_SCHEDULES:
         raise ValueError(
             f"rl2.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
@@ -103,6 +109,7 @@ class RL2Algorithm:
             hidden_size=self.settings.hidden_size,
             activation=config.policy.activation,
             init_log_std=config.policy.init_log_std,
+            separate_value=self.settings.value_network == "separate",
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.settings.lr, eps=1e-5)
         # Minibatch order; saved in state_dict so a resumed run shuffles as the original would.

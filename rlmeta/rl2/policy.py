@@ -4,6 +4,10 @@ Duan et al. 2016, §2.2: the policy's input at step t of a trial is (s_t, a_{t-1
 and its hidden state is *not* reset between the episodes of a trial, so what it has learned about
 the task so far lives in the state. Inputs are time-major `[T, B, ...]`; one call runs a whole
 trial (training) or a single step (sampling, `T = 1`).
+
+The value function reads the same GRU (`separate_value=False`) or a GRU of its own over the same
+inputs (`True`), so the value loss does not shape the policy's features; the recurrent state is
+then the two GRUs' states side by side, `[B, 2 * hidden_size]`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class RecurrentPolicy(nn.Module):
         hidden_size: int,
         activation: str = "tanh",
         init_log_std: float = 0.0,
+        separate_value: bool = False,
     ) -> None:
         super().__init__()
         _check_space("observation_space", observation_space)
@@ -64,16 +69,24 @@ class RecurrentPolicy(nn.Module):
         self.discrete_actions = isinstance(action_space, gym.spaces.Discrete)
         self.observation_width = _space_width(observation_space)
         self.action_width = _space_width(action_space)
-        self.hidden_size = hidden_size
+        self.gru_size = hidden_size
+        self.separate_value = separate_value
+        # Width of the recurrent state carried between calls (both GRUs' when separate).
+        self.hidden_size = hidden_size * (2 if separate_value else 1)
 
         # Observation, previous action, previous reward, previous done.
-        width = self.observation_width + self.action_width + 2
-        layers: list[nn.Module] = []
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
-            width = size
-        self.encoder = nn.Sequential(*layers)
-        self.gru = nn.GRU(width, hidden_size)
+        input_width = self.observation_width + self.action_width + 2
+
+        def recurrent_core() -> tuple[nn.Sequential, nn.GRU]:
+            width, layers = input_width, []
+            for size in hidden_sizes:
+                layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+                width = size
+            return nn.Sequential(*layers), nn.GRU(width, hidden_size)
+
+        self.encoder, self.gru = recurrent_core()
+        if separate_value:
+            self.value_encoder, self.value_gru = recurrent_core()
         self.action_head = nn.Linear(hidden_size, self.action_width)
         self.value_head = nn.Linear(hidden_size, 1)
         # A small action head starts the policy near uniform/zero-mean, so early trials explore.
@@ -93,7 +106,7 @@ class RecurrentPolicy(nn.Module):
         """
         return torch.zeros(batch_size, self.hidden_size, device=device)
 
-    def _encode(
+    def _features(
         self,
         observations: torch.Tensor,
         prev_actions: torch.Tensor,
@@ -120,7 +133,7 @@ class RecurrentPolicy(nn.Module):
             ],
             dim=-1,
         )
-        return self.encoder(features)
+        return features
 
     def forward(
         self,
@@ -129,17 +142,36 @@ class RecurrentPolicy(nn.Module):
         prev_rewards: torch.Tensor,
         prev_dones: torch.Tensor,
         state: torch.Tensor,
-    ) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
-        """Run `T` steps from `state` ([B, H]); returns (action distribution over [T, B], values
-        [T, B], final state [B, H])."""
+        compute_values: bool = True,
+    ) -> tuple[Distribution, torch.Tensor | None, torch.Tensor]:
+        """Run `T` steps from `state` ([B, hidden_size]); returns (action distribution over
+        [T, B], values [T, B], final state [B, hidden_size]).
+
+        `compute_values=False` (sampling) returns None for the values and, with a separate value
+        GRU, skips it: the value half of the returned state is `state`'s, not advanced.
+        """
         if prev_rewards.dim() != 2:
             raise ValueError(
                 f"RL² policy inputs must be time-major [T, B], got rewards of shape "
                 f"{tuple(prev_rewards.shape)}"
             )
-        features = self._encode(observations, prev_actions, prev_rewards, prev_dones)
-        outputs, final = self.gru(features, state.unsqueeze(0))
-        values = self.value_head(outputs).squeeze(-1)
+        features = self._features(observations, prev_actions, prev_rewards, prev_dones)
+        policy_state = state[:, : self.gru_size]
+        outputs, final = self.gru(self.encoder(features), policy_state.unsqueeze(0))
+        final = final.squeeze(0)
+        values = None
+        if not self.separate_value:
+            if compute_values:
+                values = self.value_head(outputs).squeeze(-1)
+        else:
+            value_state = state[:, self.gru_size :]
+            if compute_values:
+                value_outputs, value_final = self.value_gru(
+                    self.value_encoder(features), value_state.unsqueeze(0)
+                )
+                values = self.value_head(value_outputs).squeeze(-1)
+                value_state = value_final.squeeze(0)
+            final = torch.cat([final, value_state], dim=-1)
         head = self.action_head(outputs)
         if self.discrete_actions:
             # No argument validation: it costs more than the forward on per-step sampling batches.
@@ -149,7 +181,7 @@ class RecurrentPolicy(nn.Module):
             distribution = Independent(
                 Normal(head, scale, validate_args=False), 1, validate_args=False
             )
-        return distribution, values, final.squeeze(0)
+        return distribution, values, final
 
 
 def sample_actions(distribution: Distribution, generator: torch.Generator) -> torch.Tensor:
