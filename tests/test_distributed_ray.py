@@ -271,6 +271,18 @@ def test_killed_worker_mid_iteration_gives_the_undisturbed_results(runtime: RayR
         runtime.collect(handle)
 
 
+def test_workers_reach_the_parameter_server_by_name_not_by_handle(runtime) -> None:
+    # Workers are built with the client as a constructor argument; restarts rebuild them from
+    # it, so it must pickle as plain data (an actor handle would be an object-store argument).
+    client = runtime.server
+    iterate(runtime, iterations=1)
+    version, _ = client.latest()  # resolves and caches the handle
+    assert version == runtime.weights_version and client._actor is not None
+    restored = cloudpickle.loads(cloudpickle.dumps(client))
+    assert restored._actor is None and restored.name == client.name
+    assert restored.latest()[0] == version
+
+
 def test_local_start_uses_the_measured_system_config(monkeypatch) -> None:
     # Without Ray running: init_ray must start a new local instance (never join whatever
     # RAY_ADDRESS points at) with results inlined up to INLINE_OBJECT_BYTES.

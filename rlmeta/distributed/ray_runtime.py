@@ -16,6 +16,7 @@ spec per call.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,10 +64,26 @@ def put_ref(weights: Weights) -> ray.ObjectRef:
 
 class ServerClient:
     """The parameter server actor behind the plain `ParameterServer` interface; each call
-    waits for its answer, so a learner's publish is visible before its update returns."""
+    waits for its answer, so a learner's publish is visible before its update returns.
 
-    def __init__(self, actor: ray.actor.ActorHandle) -> None:
-        self.actor = actor
+    Holds the actor's name, not its handle, and looks the actor up on first use: an actor
+    handle in a restartable actor's constructor arguments counts as an object-store argument,
+    which a restart would need back (Ray logs an error for it, ray-project/ray#53727); a name
+    is plain data.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._actor: ray.actor.ActorHandle | None = None
+
+    @property
+    def actor(self) -> ray.actor.ActorHandle:
+        if self._actor is None:
+            self._actor = ray.get_actor(self.name)
+        return self._actor
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name, "_actor": None}
 
     def publish(self, version: int, handle: list[ray.ObjectRef]) -> bool:
         return ray.get(self.actor.publish.remote(version, handle))
@@ -157,12 +174,13 @@ class RayRuntime:
         driver_node = NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=True
         )
+        server_name = f"rlmeta-parameter-server-{uuid.uuid4().hex}"
         self.parameter_server = (
             ray.remote(ParameterServer)
-            .options(num_cpus=0, scheduling_strategy=driver_node)
+            .options(num_cpus=0, scheduling_strategy=driver_node, name=server_name)
             .remote()
         )
-        server = ServerClient(self.parameter_server)
+        server = self.server = ServerClient(server_name)
         # As many torch threads as reserved CPUs. Ray runs actors at niceness 15, so a learner
         # thread that shares a core with any ordinary busy process gets ~3% of it, and threads
         # that meet at every parallel op all wait for that one: a MAML-TRPO update with 2
