@@ -33,6 +33,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "maml.outer": ("trpo", "ppo", "reptile"),
     "maml.estimator": ("maml", "dice"),
     "rl2.value_network": ("shared", "separate"),
+    "rl2.lr_schedule": ("constant", "linear"),
 }
 
 # Numeric ranges by dotted key: (low, high, low_inclusive, high_inclusive); None is unbounded.

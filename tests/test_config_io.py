@@ -8,6 +8,7 @@ import pytest
 
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import (
+    CHOICES,
     ConfigError,
     all_keys,
     apply_overrides,
@@ -188,3 +189,14 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_device("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda"
+
+
+def test_load_time_choices_are_the_ones_the_algorithms_accept() -> None:
+    # config_io may not import algorithm code (the core stays free of it), so the lists are
+    # written twice; this keeps them equal.
+    from rlmeta.maml.algorithm import OUTERS
+    from rlmeta.rl2.algorithm import LR_SCHEDULES, VALUE_NETWORKS
+
+    assert CHOICES["maml.outer"] == OUTERS
+    assert CHOICES["rl2.value_network"] == VALUE_NETWORKS
+    assert CHOICES["rl2.lr_schedule"] == LR_SCHEDULES
