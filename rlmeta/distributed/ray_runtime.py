@@ -216,7 +216,7 @@ class RayRuntime:
         return self._version
 
     def get_weights(self) -> Weights:
-        return fetch_ref(ray.get(self.parameter_server.latest.remote())[1])
+        return fetch_ref(self.server.latest()[1])
 
     def broadcast(self) -> float:
         """Make every worker load the newest weights now; returns the seconds it took."""

@@ -49,16 +49,12 @@ def _check_settings(settings: RL2Config) -> None:
         value = getattr(settings, name)
         if not value >= 0.0:
             raise ValueError(f"rl2.{name} must be >= 0, got {value!r}")
-    if settings.value_network not in VALUE_NETWORKS:
-        raise ValueError(
-            f"rl2.value_network must be one of {', '.join(VALUE_NETWORKS)}, got "
-            f"{settings.value_network!r}"
-        )
-    if settings.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"rl2.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
-            f"{settings.lr_schedule!r}"
-        )
+    for name, choices in (("value_network", VALUE_NETWORKS), ("lr_schedule", LR_SCHEDULES)):
+        value = getattr(settings, name)
+        if value not in choices:
+            raise ValueError(
+                f"rl2.{name} must be one of {', '.join(choices)}, got {value!r}"
+            )
 
 
 def scheduled_lr(settings: RL2Config, update: int, total_updates: int) -> float:
