@@ -146,9 +146,9 @@ class ExperimentConfig:
     """Learner device: auto (GPU when the cluster has one), cpu or cuda."""
     learner_cpus: int = 1
     """CPUs the learner actor reserves, and the torch threads it computes with (Ray's rule:
-    threads = reserved CPUs). More speeds up updates where nothing else runs on the cores; with
-    another busy process on them, the extra threads stall each other (README, "Distributed
-    training")."""
+    threads = reserved CPUs); with `workers: 0`, the threads of the one training process. More
+    speeds up updates where nothing else runs on the cores; with another busy process on them,
+    the extra threads stall each other (README, "Distributed training")."""
     mode: str = "sync"
     """sync: sample iteration v with weights v; async: sample while the learner updates."""
     max_staleness: int = 1

@@ -99,6 +99,18 @@ def test_state_dict_round_trip_restores_learner_and_version() -> None:
     assert results[0].weights_version == 2
 
 
+def test_computes_with_the_learners_threads() -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        local(learner_cpus=1)
+        assert torch.get_num_threads() == 1
+        local(learner_cpus=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_runtime_settings_are_named() -> None:
     with pytest.raises(ValueError, match="mode must be one of"):
         local(mode="eventually")

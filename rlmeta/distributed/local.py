@@ -34,6 +34,10 @@ class LocalRuntime:
         self.config = config
         # Specs per sampling call, as a Ray worker would take them (default: from the config).
         self.tasks_per_call = rt.resolve_tasks_per_call(config, tasks_per_call)
+        # This process samples and learns, so it computes with the learner's threads, as the Ray
+        # learner does. torch's default (one per core) made two runs side by side on 2 cores
+        # take 5.4 s per RL² Navigation2D update instead of 1.0 s: four threads on two cores.
+        torch.set_num_threads(config.learner_cpus)
         device, _ = learner_placement(config.device, {"GPU": float(torch.cuda.device_count())})
         self.device = device
         self.algorithm = algorithm_factory(device)
