@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -195,6 +196,8 @@ class FeedForwardActor:
         self.policy.requires_grad_(False)
         self.generator = generator
         self.dtype = next(iter(self.policy.parameters())).dtype
+        discrete = isinstance(policy, CategoricalMLPPolicy)
+        self.action_dtype = np.dtype(np.int64 if discrete else np.float32)
 
     def start_sequences(self, slots: np.ndarray) -> None:
         """Feed-forward: nothing carries over between steps."""
@@ -203,15 +206,17 @@ class FeedForwardActor:
         self,
         observations: np.ndarray,
         prev_actions: np.ndarray,
-        prev_rewards: np.ndarray,
-        prev_dones: np.ndarray,
+        prev_rewards: Sequence[float],
+        prev_dones: Sequence[float],
     ) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             obs = torch.as_tensor(observations, dtype=self.dtype)
             distribution = self.policy.distribution(obs)
             actions, log_probs = self.policy.sample_with_log_prob(distribution, self.generator)
-        action_dtype = np.int64 if isinstance(self.policy, CategoricalMLPPolicy) else np.float32
-        return (
-            actions.numpy().astype(action_dtype, copy=False),
-            log_probs.numpy().astype(np.float32, copy=False),
-        )
+        actions_np, log_probs_np = actions.numpy(), log_probs.numpy()
+        # A no-op astype is still a numpy call, which costs microseconds on the sampling path.
+        if actions_np.dtype != self.action_dtype:
+            actions_np = actions_np.astype(self.action_dtype)
+        if log_probs_np.dtype != np.float32:
+            log_probs_np = log_probs_np.astype(np.float32)
+        return actions_np, log_probs_np

@@ -219,3 +219,46 @@ def test_terminal_and_truncated_endings_are_told_apart_per_step():
     np.testing.assert_array_equal(rollout.episode_index[:, 0], [0, 1, 1, 1, 1, 1, 1])
     np.testing.assert_array_equal(rollout.successes, np.ones((2, 2)))
     np.testing.assert_array_equal(rollout.episode_returns(), [[1.0, 2.0], [3.0, 4.0]])
+
+
+class NanRaisingActor(ConstantActor):
+    """Fails on a non-finite input, as sampling a categorical policy from NaN logits does."""
+
+    def act(self, observations, prev_actions, prev_rewards, prev_dones):
+        if not np.isfinite(observations).all():
+            raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+        return super().act(observations, prev_actions, prev_rewards, prev_dones)
+
+
+def test_an_actor_failing_on_a_non_finite_observation_reports_the_observation():
+    with pytest.raises(EnvStepError, match="non-finite observation at step 2") as caught:
+        sample_rollout([NanObservationEnv()], NanRaisingActor(), num_sequences=1)
+    assert "probability tensor" in str(caught.value.__cause__)
+
+
+class NanThenRaisingEnv(NanObservationEnv):
+    def step(self, action):
+        if self.t == 2:
+            raise RuntimeError("simulator exploded")
+        return super().step(action)
+
+
+def test_an_env_failing_after_a_non_finite_observation_reports_the_observation():
+    with pytest.raises(EnvStepError, match="non-finite observation at step 2") as caught:
+        sample_rollout([NanThenRaisingEnv()], ConstantActor(), num_sequences=1)
+    assert "exploded" in str(caught.value.__cause__)
+
+
+def test_an_actor_failing_on_finite_inputs_raises_its_own_error():
+    class BrokenActor(ConstantActor):
+        def act(self, observations, prev_actions, prev_rewards, prev_dones):
+            raise RuntimeError("actor bug")
+
+    with pytest.raises(RuntimeError, match="actor bug"):
+        sample_rollout(_envs(1), BrokenActor(), num_sequences=1)
+
+
+def test_previous_actions_are_not_written_into_the_recorded_actions():
+    # A new sequence starts with previous action 0 on a copy; the record keeps what was taken.
+    rollout = sample_rollout(_envs(1, length=2), ConstantActor(0.5), num_sequences=3)
+    np.testing.assert_array_equal(rollout.actions[:, :, 0], np.full((2, 3), 0.5, np.float32))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -63,8 +66,8 @@ class RecurrentActor:
         self,
         observations: np.ndarray,
         prev_actions: np.ndarray,
-        prev_rewards: np.ndarray,
-        prev_dones: np.ndarray,
+        prev_rewards: Sequence[float],
+        prev_dones: Sequence[float],
     ) -> tuple[np.ndarray, np.ndarray]:
         """One step for every slot: (actions, log-probabilities), advancing each slot's state."""
         batch = observations.shape[0]
@@ -76,14 +79,14 @@ class RecurrentActor:
             )
         device = self.device
 
-        def step_major(array: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(array), device=device).unsqueeze(0)
+        def step_major(values: np.ndarray | Sequence[float], dtype: Any = None) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(values, dtype=dtype), device=device).unsqueeze(0)
 
         distribution, _, state = self.policy(
             step_major(observations),
             step_major(prev_actions),
-            step_major(prev_rewards),
-            step_major(prev_dones),
+            step_major(prev_rewards, np.float32),
+            step_major(prev_dones, np.float32),
             self._state[:batch],
             compute_values=False,
         )
