@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q --durations=10
 
 # The figures quoted in README.md and benchmarks/results/*.md, with the budgets they were
-# measured at. Several hours on 2 cores (the RL² rows alone about 4); each script takes a
+# measured at. Several hours on 2 cores (the RL² rows alone about 5); each script takes a
 # smaller budget too (see its --help).
 bench: $(STAMP)
 	$(PY) benchmarks/sampler.py --steps 200000 --repeats 5
@@ -41,6 +41,14 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n100.yaml --only bandit-100-50 --budget 40000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 64000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 17824000 --merge
+	# RL² beside MAML on the same tasks (benchmarks/results/rl2_locomotion_navigation.md).
+	rm -rf runs/bench/rl2_nav runs/bench/rl2_cheetah
+	$(VENV)/bin/rlmeta train experiments/rl2_navigation2d.yaml --set workers=0 --run-dir runs/bench/rl2_nav
+	$(VENV)/bin/rlmeta evaluate runs/bench/rl2_nav --tasks 40 --workers 0 --out runs/bench/rl2_nav/eval
+	cp runs/bench/rl2_nav/eval/adaptation.csv benchmarks/results/rl2_navigation2d_adaptation.csv
+	$(VENV)/bin/rlmeta train experiments/rl2_halfcheetah_vel.yaml --set workers=0 --run-dir runs/bench/rl2_cheetah
+	$(VENV)/bin/rlmeta evaluate runs/bench/rl2_cheetah --tasks 40 --workers 0 --out runs/bench/rl2_cheetah/eval
+	cp runs/bench/rl2_cheetah/eval/adaptation.csv benchmarks/results/rl2_halfcheetah_vel_adaptation.csv
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
