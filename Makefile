@@ -30,6 +30,7 @@ test: $(STAMP)
 # smaller budget too (see its --help).
 bench: $(STAMP)
 	$(PY) benchmarks/sampler.py --steps 200000 --repeats 5
+	$(VENV)/bin/rlmeta bench sampler-in-process > benchmarks/results/sampler_in_process.json
 	$(PY) -m benchmarks.maml_tables --envs navigation2d --iterations 100 --eval-tasks 40 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel --iterations 15 --eval-tasks 20 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_dir --iterations 12 --eval-tasks 20 --workers 2

@@ -126,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sampler.add_argument("--steps", type=_positive_int, default=20000, help="env steps to time")
     sampler.add_argument("--seed", type=int, default=0, help="seed")
+    in_process = benches.add_parser(
+        "sampler-in-process",
+        help="what the sampler costs per env step without Ray",
+        description="CPU time per env step of a worker's sampling path and of a bare loop over "
+        "the same envs and policy, alternating task by task in this one process; prints one JSON "
+        "object.",
+    )
+    in_process.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
+    in_process.add_argument(
+        "--envs-per-worker", type=_positive_int, default=10, help="envs stepped together"
+    )
+    in_process.add_argument("--tasks", type=_positive_int, default=400, help="tasks per loop")
+    in_process.add_argument("--blocks", type=_positive_int, default=10, help="blocks of tasks")
+    in_process.add_argument("--seed", type=int, default=0, help="seed")
     return parser
 
 
@@ -244,9 +258,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # Imported here: it pulls in Ray, which no other command needs at start-up.
     from rlmeta.distributed import benchmark
 
-    result = benchmark.sampler_benchmark(
-        args.env, args.workers, args.envs_per_worker, args.steps, seed=args.seed
-    )
+    if args.bench == "sampler":
+        result = benchmark.sampler_benchmark(
+            args.env, args.workers, args.envs_per_worker, args.steps, seed=args.seed
+        )
+    else:
+        result = benchmark.in_process_benchmark(
+            args.env, args.envs_per_worker, args.tasks, args.blocks, seed=args.seed
+        )
     print(json.dumps(result))
     return 0
 

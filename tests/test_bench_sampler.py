@@ -45,3 +45,23 @@ def test_summary_and_table_leave_unstable_runs_out_of_the_median() -> None:
     text = sampler.markdown(report)
     assert "| 0.97 (unstable) |" in text and "| 0.79 |" in text
     assert "median ratio **0.8** over 3 stable runs" in text
+
+
+def test_in_process_benchmark_times_both_loops_on_the_same_tasks() -> None:
+    from rlmeta.distributed.benchmark import in_process_benchmark
+
+    result = in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=5, blocks=2)
+    assert result["tasks"] == 4  # whole blocks only
+    assert result["bare_cpu_us_per_step"] > 0 and result["sampler_cpu_us_per_step"] > 0
+    assert len(result["ratio_per_block"]) == 2
+    low, high = sorted(result["ratio_per_block"])
+    assert low <= result["ratio"] <= high
+
+
+def test_in_process_benchmark_names_bad_sizes() -> None:
+    import pytest
+
+    from rlmeta.distributed.benchmark import in_process_benchmark
+
+    with pytest.raises(ValueError, match="tasks >= blocks"):
+        in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=1, blocks=2)

@@ -148,6 +148,24 @@ def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:
     assert calls == [("rlmeta/Bandit-v0", 2, 4, 100, 0)]
 
 
+def test_bench_sampler_in_process_routes_its_options(capsys, monkeypatch) -> None:
+    calls = []
+
+    def fake_benchmark(env_id, envs_per_worker, tasks, blocks, seed=0):
+        calls.append((env_id, envs_per_worker, tasks, blocks, seed))
+        return {"ratio": 0.95}
+
+    from rlmeta.distributed import benchmark
+
+    monkeypatch.setattr(benchmark, "in_process_benchmark", fake_benchmark)
+    status, out, _ = run_main(
+        capsys, "bench", "sampler-in-process", "--envs-per-worker", "4", "--tasks", "20",
+        "--blocks", "5",
+    )
+    assert status == 0 and json.loads(out) == {"ratio": 0.95}
+    assert calls == [("rlmeta/HalfCheetahVel-v0", 4, 20, 5, 0)]
+
+
 def test_envs_lists_every_family_with_task_parameters(capsys) -> None:
     import rlmeta_envs
 

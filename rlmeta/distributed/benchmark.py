@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig, PolicyConfig
+from rlmeta.distributed import worker
 from rlmeta.distributed.ray_runtime import RayRuntime
 from rlmeta.distributed.worker import build_envs
 from rlmeta.policies import FeedForwardActor, make_policy
@@ -72,42 +74,102 @@ def _specs(env_id: str, n: int, seed: int) -> list[TaskSpec]:
     return [TaskSpec(i, task, seed=seed * 100_003 + i) for i, task in enumerate(tasks)]
 
 
-def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec]) -> float:
-    """The machine's limit: the same envs and tasks stepped in a bare loop in this process, one
-    batched forward of the same MLP policy per step and nothing else (no episode bookkeeping,
-    no checks, no Ray)."""
+def _bare_loop(envs: list[gym.Env], policy: Any, generator: torch.Generator,
+               spec: TaskSpec) -> int:
+    """One task in the bare loop: one batched forward of `policy` per step and nothing else (no
+    episode bookkeeping, no checks, no Ray); returns the env steps taken."""
+    for env in envs:
+        set_task(env, spec.task)
+    observations = [env.reset(seed=spec.seed + i)[0] for i, env in enumerate(envs)]
+    live, steps = list(range(len(envs))), 0
+    while live:
+        with torch.no_grad():
+            rows = np.array([observations[i] for i in live], dtype=np.float32)
+            batch = torch.as_tensor(rows)
+            actions = policy.sample(policy.distribution(batch), generator).numpy()
+        still = []
+        for i, action in zip(live, actions, strict=True):
+            observations[i], _, terminated, truncated, _ = envs[i].step(action)
+            steps += 1
+            if not (terminated or truncated):
+                still.append(i)
+        live = still
+    return steps
+
+
+def _plain_process(env_id: str, envs_per_worker: int) -> tuple[SamplingOnlyAlgorithm, Any,
+                                                                list[gym.Env]]:
     algorithm = SamplingOnlyAlgorithm(env_id)
     policy = algorithm.policy
     policy.load_state_dict(algorithm.params)
     envs = build_envs(functools.partial(make_task_env, env_id), envs_per_worker)
+    return algorithm, policy, envs
+
+
+def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec]) -> float:
+    """The machine's limit: the same envs and tasks stepped in `_bare_loop` in this process,
+    with the same MLP policy."""
+    _, policy, envs = _plain_process(env_id, envs_per_worker)
     generator = torch.Generator().manual_seed(0)
-
-    def run(spec: TaskSpec) -> int:
-        for env in envs:
-            set_task(env, spec.task)
-        observations = [env.reset(seed=spec.seed + i)[0] for i, env in enumerate(envs)]
-        live, steps = list(range(len(envs))), 0
-        while live:
-            with torch.no_grad():
-                rows = np.array([observations[i] for i in live], dtype=np.float32)
-                batch = torch.as_tensor(rows)
-                actions = policy.sample(policy.distribution(batch), generator).numpy()
-            still = []
-            for i, action in zip(live, actions, strict=True):
-                observations[i], _, terminated, truncated, _ = envs[i].step(action)
-                steps += 1
-                if not (terminated or truncated):
-                    still.append(i)
-            live = still
-        return steps
-
-    run(specs[0])  # warm-up: first MuJoCo steps, torch kernels
+    _bare_loop(envs, policy, generator, specs[0])  # warm-up: first MuJoCo steps, torch kernels
     start = time.perf_counter()
-    steps = sum(run(spec) for spec in specs)
+    steps = sum(_bare_loop(envs, policy, generator, spec) for spec in specs)
     elapsed = time.perf_counter() - start
     for env in envs:
         env.close()
     return steps / elapsed
+
+
+def in_process_benchmark(
+    env_id: str, envs_per_worker: int, tasks: int, blocks: int = 10, seed: int = 0
+) -> dict[str, Any]:
+    """CPU µs per env step of the bare loop and of a worker's sampling path (`sample_tasks`,
+    what `RolloutWorker.run` calls) in this one process; returns one JSON-ready dict.
+
+    The two alternate task by task in a seeded shuffled order, so a host that changes speed
+    slows both alike; `tasks` tasks each, split into `blocks` blocks whose medians are reported.
+    `ratio` (bare / sampler, the median over blocks) is what the sampler itself costs, without Ray.
+    """
+    if envs_per_worker < 1 or blocks < 1 or tasks < blocks:
+        raise ValueError(
+            f"envs_per_worker and blocks must be >= 1 and tasks >= blocks, got "
+            f"{envs_per_worker}, {blocks}, {tasks}"
+        )
+    torch.set_num_threads(1)
+    algorithm, policy, envs = _plain_process(env_id, envs_per_worker)
+    generator = torch.Generator().manual_seed(0)
+    specs = _specs(env_id, tasks, seed)
+    runs = {
+        "bare": lambda spec: _bare_loop(envs, policy, generator, spec),
+        "sampler": lambda spec: worker.sample_tasks(algorithm, envs, [spec], 0)[0].env_steps,
+    }
+    for run in runs.values():
+        run(specs[0])  # warm-up
+    order = random.Random(seed)
+    per_block = tasks // blocks
+    cpu = {name: [0.0] * blocks for name in runs}
+    steps = {name: [0] * blocks for name in runs}
+    for k, spec in enumerate(specs[: per_block * blocks]):
+        names = list(runs)
+        order.shuffle(names)
+        for name in names:
+            start = time.process_time()
+            steps[name][k // per_block] += runs[name](spec)
+            cpu[name][k // per_block] += time.process_time() - start
+    for env in envs:
+        env.close()
+    us = {name: [1e6 * c / n for c, n in zip(cpu[name], steps[name], strict=True)]
+          for name in runs}
+    ratios = [b / s for b, s in zip(us["bare"], us["sampler"], strict=True)]
+    return {
+        "env_id": env_id,
+        "envs_per_worker": envs_per_worker,
+        "tasks": per_block * blocks,
+        "bare_cpu_us_per_step": round(float(np.median(us["bare"])), 2),
+        "sampler_cpu_us_per_step": round(float(np.median(us["sampler"])), 2),
+        "ratio": round(float(np.median(ratios)), 3),
+        "ratio_per_block": [round(r, 3) for r in ratios],
+    }
 
 
 def sampler_benchmark(
