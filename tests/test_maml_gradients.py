@@ -153,3 +153,27 @@ def test_non_finite_inner_loss_raises_and_names_it():
     batch.advantages[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="inner-loop loss on task 0 at inner step 0"):
         meta_objective(policy, theta, 0.3, tasks, "maml", first_order=False)
+
+
+def test_stale_samples_are_importance_weighted_by_the_stored_behaviour_log_probs():
+    # Async mode: episodes sampled with older weights θ_old are scored under the current θ.
+    # Every objective divides by the log-probs stored at sampling, not by θ's own.
+    policy, params, _, _ = _setup(inner_steps=1, learned=False)
+    generator = torch.Generator().manual_seed(1)
+    stale = {name: value + 0.1 for name, value in params.items()}
+    batch = _batch(policy, stale, generator)
+    log_probs = action_log_probs(policy, params, batch)
+    real = batch.mask > 0
+    weights = torch.exp(log_probs - batch.behaviour_log_probs)[real]
+    assert not torch.allclose(weights, torch.ones_like(weights))  # the samples really are stale
+    expected = (weights * batch.advantages[real]).mean()
+    torch.testing.assert_close(surrogate(log_probs, batch), expected)
+    padding = log_ratio(log_probs, batch)[~real]
+    torch.testing.assert_close(padding, torch.zeros_like(padding))
+    # Sampled with the current weights, the same objective has weight 1 everywhere.
+    fresh = _batch(policy, params, generator)
+    fresh_log_probs = action_log_probs(policy, params, fresh)
+    torch.testing.assert_close(
+        surrogate(fresh_log_probs, fresh),
+        (fresh.advantages * fresh.mask).sum() / fresh.mask.sum(),
+    )
