@@ -127,14 +127,17 @@ def set_task_on(envs: list[gym.Env], task: Any, task_index: int) -> None:
             ) from error
 
 
+def _non_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> EnvStepError:
+    return EnvStepError(
+        f"env {env_id!r} on task {_describe(task)} returned a non-finite "
+        f"{name} at step {step}: {value!r}; expected finite numbers"
+    )
+
+
 def _check_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> None:
-    # ndarray methods, not np.all: this runs twice per env step.
     finite = math.isfinite(value) if isinstance(value, float | int) else np.isfinite(value).all()
     if not finite:
-        raise EnvStepError(
-            f"env {env_id!r} on task {_describe(task)} returned a non-finite "
-            f"{name} at step {step}: {value!r}; expected finite numbers"
-        )
+        raise _non_finite(name, value, env_id, task, step)
 
 
 def _describe(task: Any) -> str:
@@ -230,15 +233,14 @@ def sample_rollout(
     add_reward, add_end = record.rewards.append, record.ends.append
     isfinite = math.isfinite
 
-    def raise_if_observation_non_finite() -> None:
-        # Observations fed to the actor are checked once per rollout (below), and here where
-        # the actor or an env raised, since a non-finite observation may be why. Not per batch
+    def non_finite_observation() -> EnvStepError | None:
+        # Observations fed to the actor are checked once per rollout (below), and where the
+        # actor or an env raised, since a non-finite observation may be why. Not per batch
         # step: with a MuJoCo env's state in the CPU caches any numpy call there costs ~6 µs,
         # and this check alone slowed HalfCheetahVel sampling by 3.6% (sampler_notes.md).
         found = record.first_non_finite_observation()
-        if found is not None:
-            step, observation = found
-            _check_finite("observation", observation, env_id, task, step)
+        return None if found is None else _non_finite("observation", found[1], env_id, task,
+                                                      found[0])
 
     while active:
         # np.array over a list of equal-shape arrays is several times faster than np.stack.
@@ -247,10 +249,9 @@ def sample_rollout(
         try:
             actions, log_probs = actor.act(obs_batch, prev_actions, prev_rewards, prev_dones)
         except Exception as error:
-            try:
-                raise_if_observation_non_finite()
-            except EnvStepError as named:
-                raise named from error
+            cause = non_finite_observation()
+            if cause is not None:
+                raise cause from error
             raise
         record.add_actions(actions, log_probs)
         # Cleared for every slot; set below where an episode ended and its sequence goes on.
@@ -261,10 +262,9 @@ def sample_rollout(
             try:
                 obs, reward, terminated, truncated, info = steps[slot](actions[slot])
             except Exception as error:  # re-raised with the env, task and step named
-                try:
-                    raise_if_observation_non_finite()
-                except EnvStepError as named:
-                    raise named from error
+                cause = non_finite_observation()
+                if cause is not None:
+                    raise cause from error
                 raise EnvStepError(
                     f"env {env_id!r} raised on task {_describe(task)} at step "
                     f"{slot_t[slot]} of episode {slot_episode[slot]}: "
@@ -311,8 +311,9 @@ def sample_rollout(
             actor.start_sequences(np.asarray(restarted))
 
     arrays = record.scatter(num_sequences, prev_actions.dtype)
-    if not np.isfinite(arrays["observations"]).all():
-        raise_if_observation_non_finite()
+    # The scattered observations are exactly those the locator walks (stepping slots only).
+    if not np.isfinite(arrays["observations"]).all() and (cause := non_finite_observation()):
+        raise cause
     return Rollout(**arrays, task=task, seed=seed, weights_version=weights_version,
                    successes=successes if saw_success else None)
 
