@@ -2,14 +2,17 @@
 own task envs so they see exactly the tasks and reward noise the RL² policy sees.
 
 Bandits: random, UCB1 (Auer et al. 2002), Thompson sampling with a Beta(1, 1) prior, greedy and
-ε-greedy on the Beta(1, 1) posterior mean. Tabular MDPs: random, and greedy / ε-greedy with
-respect to a model of posterior-mean rewards (prior N(1, 1), the task distribution's mean) and
-posterior-mean transitions (flat Dirichlet prior), re-planned by finite-horizon value iteration
-at the start of each episode. None of these is tuned per setting, unlike the paper's.
+ε-greedy on the Beta(1, 1) posterior mean, and, where the trial is short enough to solve exactly,
+the Bayes-optimal policy: no policy has a higher expected trial reward on this task distribution.
+Tabular MDPs: random, and greedy / ε-greedy with respect to a model of posterior-mean rewards
+(prior N(1, 1), the task distribution's mean) and posterior-mean transitions (flat Dirichlet
+prior), re-planned by finite-horizon value iteration at the start of each episode. None of these
+is tuned per setting, unlike the paper's.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -24,11 +27,13 @@ def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> int:
 
 
 class BanditAgent:
-    """Counts of pulls and successes per arm; subclasses choose the next arm."""
+    """Counts of pulls and successes per arm; subclasses choose the next arm. `horizon` is the
+    number of pulls in the trial (only the Bayes-optimal agent uses it)."""
 
-    def __init__(self, arms: int, rng: np.random.Generator) -> None:
+    def __init__(self, arms: int, horizon: int, rng: np.random.Generator) -> None:
         self.pulls = np.zeros(arms)
         self.wins = np.zeros(arms)
+        self.horizon = horizon
         self.rng = rng
 
     def select(self) -> int:
@@ -78,6 +83,73 @@ class EpsilonGreedyBandit(GreedyBandit):
     epsilon = 0.1
 
 
+# Bayes-optimal play of a Bernoulli bandit whose arm means are i.i.d. Uniform[0, 1] = Beta(1, 1),
+# for a known number of pulls. The posterior of an arm is Beta(1 + wins, 1 + losses), so the
+# state of knowledge is each arm's (wins, losses). Arms are exchangeable, so a state is the
+# sorted tuple of the pulled arms' (wins, losses) plus the number of arms not yet pulled; that
+# keeps a 10-pull trial to a few thousand states whatever the number of arms (a 100-pull one
+# would need far more than this machine's memory, so the n = 100 rows have no such column).
+ArmState = tuple[int, int]
+BAYES_OPTIMAL_MAX_PULLS = 20
+
+
+def bayes_arm_value(pulled: tuple[ArmState, ...], unpulled: int, left: int, arm: ArmState) -> float:
+    """Expected reward of the `left` remaining pulls when the next pull is an arm in posterior
+    state `arm` (`(0, 0)`: an unpulled one) and every later pull is Bayes-optimal."""
+    wins, losses = arm
+    p_win = (1 + wins) / (2 + wins + losses)  # posterior mean of a Beta(1 + wins, 1 + losses)
+    others = list(pulled)
+    if arm == (0, 0):
+        unpulled -= 1
+    else:
+        others.remove(arm)
+    after_win = tuple(sorted([*others, (wins + 1, losses)]))
+    after_loss = tuple(sorted([*others, (wins, losses + 1)]))
+    return p_win * (1.0 + bayes_value(after_win, unpulled, left - 1)) + (1.0 - p_win) * (
+        bayes_value(after_loss, unpulled, left - 1)
+    )
+
+
+@functools.cache
+def bayes_value(pulled: tuple[ArmState, ...], unpulled: int, left: int) -> float:
+    """Expected reward of `left` Bayes-optimal pulls from a state of knowledge (see above)."""
+    if left == 0:
+        return 0.0
+    candidates = set(pulled) | ({(0, 0)} if unpulled else set())
+    return max(bayes_arm_value(pulled, unpulled, left, arm) for arm in candidates)
+
+
+def bayes_optimal_trial_value(arms: int, pulls: int) -> float:
+    """The highest expected total reward any policy can get in a `pulls`-long trial with `arms`
+    arms, the task distribution's own prior: the ceiling for every column of a bandit row."""
+    _check_solvable(pulls)
+    return bayes_value((), arms, pulls)
+
+
+def _check_solvable(pulls: int) -> None:
+    if not 1 <= pulls <= BAYES_OPTIMAL_MAX_PULLS:
+        raise ValueError(
+            f"exact Bayes-optimal play is solved for 1..{BAYES_OPTIMAL_MAX_PULLS} pulls, "
+            f"got {pulls}"
+        )
+
+
+class BayesOptimalBandit(BanditAgent):
+    """Pulls the arm with the highest Bayes-optimal value of the pulls left (ties at random)."""
+
+    def __init__(self, arms: int, horizon: int, rng: np.random.Generator) -> None:
+        _check_solvable(horizon)
+        super().__init__(arms, horizon, rng)
+
+    def select(self) -> int:
+        states = [(int(w), int(n - w)) for w, n in zip(self.wins, self.pulls, strict=True)]
+        pulled = tuple(sorted(s for s, n in zip(states, self.pulls, strict=True) if n > 0))
+        unpulled = int((self.pulls == 0).sum())
+        left = self.horizon - int(self.pulls.sum())
+        value = {s: bayes_arm_value(pulled, unpulled, left, s) for s in set(states)}
+        return _argmax_random_ties(np.array([value[s] for s in states]), self.rng)
+
+
 BANDIT_AGENTS: dict[str, type[BanditAgent]] = {
     "random": RandomBandit,
     "ucb1": UCB1,
@@ -96,7 +168,7 @@ def bandit_trial_returns(
     for i, task in enumerate(tasks):
         set_task(env, task)
         env.reset(seed=seed + i)
-        agent = agent_cls(arms, np.random.default_rng([seed, i]))
+        agent = agent_cls(arms, pulls, np.random.default_rng([seed, i]))
         for _ in range(pulls):
             arm = agent.select()
             _, reward, terminated, truncated, _ = env.step(arm)

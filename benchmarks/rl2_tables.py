@@ -32,8 +32,11 @@ import torch
 
 from benchmarks.baselines_bandit_mdp import (
     BANDIT_AGENTS,
+    BAYES_OPTIMAL_MAX_PULLS,
     MDP_POLICIES,
+    BayesOptimalBandit,
     bandit_trial_returns,
+    bayes_optimal_trial_value,
     mdp_trial_returns,
 )
 from rlmeta.algorithm import TaskSpec
@@ -194,11 +197,29 @@ def evaluate_rl2(
 def baselines(row: Row, tasks: list[Any], seed: int) -> dict[str, np.ndarray]:
     env = make_task_env(row.env_id, **row.env_kwargs)
     if row.family == "bandit":
+        agents = dict(BANDIT_AGENTS)
+        if row.episodes <= BAYES_OPTIMAL_MAX_PULLS:
+            agents["bayes_optimal"] = BayesOptimalBandit
         return {
             name: bandit_trial_returns(env, tasks, row.episodes, agent, seed)
-            for name, agent in BANDIT_AGENTS.items()
+            for name, agent in agents.items()
         }
     return {name: mdp_trial_returns(env, tasks, row.episodes, name, seed) for name in MDP_POLICIES}
+
+
+def bayes_optimal_expectation(row: Row) -> float | None:
+    """Exact expected trial reward of Bayes-optimal play, where it is solvable (short bandits)."""
+    if row.family != "bandit" or row.episodes > BAYES_OPTIMAL_MAX_PULLS:
+        return None
+    return bayes_optimal_trial_value(row.arms, row.episodes)
+
+
+def held_out_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
+    """The row's held-out tasks, a stream the training loop (seeded with the config's seed)
+    never draws from, and the reset seed of the first task's env (task i uses it + i)."""
+    probe = make_task_env(row.env_id, **row.env_kwargs)
+    tasks = sample_tasks(probe, count, np.random.default_rng([seed, 1_000_003]))
+    return tasks, 7_000_000 + seed
 
 
 def summary(returns: np.ndarray) -> dict[str, float]:
@@ -216,13 +237,15 @@ def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
     run = Training(None)
     if trained:
         run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every)
-    # Held-out tasks: a stream the training loop (seeded with config.seed) never draws from.
-    probe = make_task_env(row.env_id, **row.env_kwargs)
-    tasks = sample_tasks(probe, args.tasks, np.random.default_rng([args.seed, 1_000_003]))
-    eval_seed = 7_000_000 + args.seed
+    tasks, eval_seed = held_out_tasks(row, args.tasks, args.seed)
     measured = baselines(row, tasks, eval_seed)
     if run.algorithm is not None:
         measured["rl2"] = evaluate_rl2(run.algorithm, config, tasks, eval_seed, args.eval_batch)
+    paired = {}
+    if "rl2" in measured and "bayes_optimal" in measured:
+        # Same tasks and the same env seeds, hence the same reward draw at every step: the
+        # per-task difference is far less noisy than either column.
+        paired["rl2_minus_bayes_optimal"] = summary(measured["rl2"] - measured["bayes_optimal"])
     if row.family == "bandit":
         paper = PAPER_BANDIT[(row.episodes, row.arms)]
     else:
@@ -233,7 +256,9 @@ def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
         "n": row.episodes,
         "k": row.arms or None,
         "measured": {name: summary(values) for name, values in measured.items()},
+        "paired": paired,
         "paper": paper,
+        "bayes_optimal_expected": bayes_optimal_expectation(row),
         "rl2_trained": trained,
         "rl2_env_steps": run.env_steps,
         "rl2_updates": run.updates,
@@ -249,7 +274,7 @@ def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 def _cell(result: dict[str, Any], name: str) -> str:
     if name not in result["measured"]:
-        return "not trained (budget)"
+        return "not trained (budget)" if name == "rl2" else "—"
     value = result["measured"][name]
     return f"{value['mean']:.2f} ± {value['se']:.2f}"
 
@@ -294,18 +319,42 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += [
             "## Bernoulli bandits",
             "",
-            "| n, k | Random | TS | UCB1 | ε-greedy | greedy | RL² (rlmeta) | RL² (paper) | "
-            "Gittins (paper) | RL² env steps | wall s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| n, k | Random | TS | UCB1 | ε-greedy | greedy | Bayes-optimal | RL² (rlmeta) | "
+            "RL² (paper) | Gittins (paper) | Bayes-optimal, exact expectation | RL² env steps | "
+            "wall s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in bandits:
-            cells = [_cell(r, name) for name in
-                     ("random", "thompson", "ucb1", "eps_greedy", "greedy", "rl2")]
+            cells = [_cell(r, name) for name in ("random", "thompson", "ucb1", "eps_greedy",
+                                                 "greedy", "bayes_optimal", "rl2")]
+            expected = r.get("bayes_optimal_expected")
             lines.append(
                 f"| {r['n']}, {r['k']} | " + " | ".join(cells)
-                + f" | {r['paper']['rl2']} | {r['paper']['gittins']} | {_steps(r)} | "
-                f"{r['wall_seconds']:.0f} |"
+                + f" | {r['paper']['rl2']} | {r['paper']['gittins']} | "
+                + (f"{expected:.3f}" if expected is not None else "—")
+                + f" | {_steps(r)} | {r['wall_seconds']:.0f} |"
             )
+        lines += [
+            "",
+            "*Bayes-optimal* plays each arm's Beta(1, 1) posterior (the task distribution's own "
+            "prior) optimally for the trial's known length, solved exactly by dynamic programming "
+            "(`benchmarks/baselines_bandit_mdp.py`; out of reach for 100 pulls). Its exact "
+            "expectation over the task distribution is the most any policy can score on "
+            "average, so a paper figure above it is evaluation noise; on a row's held-out tasks, "
+            "compare RL² with the measured Bayes-optimal column, which saw the same tasks.",
+        ]
+        differences = [
+            f"{r['n']}, {r['k']}: {d['mean']:+.3f} ± {d['se']:.3f}"
+            for r in bandits
+            if (d := r.get("paired", {}).get("rl2_minus_bayes_optimal")) is not None
+        ]
+        if differences:
+            lines += [
+                "",
+                "RL² minus Bayes-optimal, task by task on the same held-out tasks and env seeds "
+                "(mean ± standard error of the paired difference): " + "; ".join(differences)
+                + ".",
+            ]
         lines.append("")
     mdps = [r for r in results if r["family"] == "mdp"]
     if mdps:
@@ -355,6 +404,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override a --config key, e.g. rl2.lr=1e-3 (repeatable)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other rows already in the output JSON")
+    parser.add_argument("--refresh-baselines", action="store_true",
+                        help="re-measure the baselines of the rows already in the output JSON "
+                             "(adding any new ones), keeping their RL² results; trains nothing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -396,8 +448,37 @@ def _row_arguments(argv: list[str]) -> list[str]:
     return kept
 
 
+def refresh_baselines(out: Path, seed: int) -> None:
+    """Re-measure the baselines of every row in `out`/rl2_tables.json on the row's own held-out
+    tasks, adding baselines the row lacks and keeping its RL² results. The baselines are
+    deterministic given the tasks and seed, so one that no longer reproduces its stored figure
+    is an error, not an update."""
+    rows = {r.name: r for r in ROWS}
+    stored = json.loads((out / "rl2_tables.json").read_text())["rows"]
+    refreshed = {}
+    for result in stored:
+        row = rows[result["row"]]
+        tasks, eval_seed = held_out_tasks(row, result["eval_tasks"], seed)
+        for name, returns in baselines(row, tasks, eval_seed).items():
+            now = summary(returns)
+            before = result["measured"].get(name)
+            if before is not None and not math.isclose(before["mean"], now["mean"], abs_tol=1e-9):
+                raise ValueError(
+                    f"row {row.name}: baseline {name} no longer reproduces its stored figure "
+                    f"({before['mean']:.4f} stored, {now['mean']:.4f} now); expected equal"
+                )
+            result["measured"][name] = now
+        result["bayes_optimal_expected"] = bayes_optimal_expectation(row)
+        refreshed[row.name] = result
+        print(f"{row.name}: baselines re-measured", flush=True)
+    write_tables(out, refreshed, merge=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.refresh_baselines:
+        refresh_baselines(args.out, args.seed)
+        return
     command = "python -m benchmarks.rl2_tables " + " ".join(
         shlex.quote(a) for a in _row_arguments(sys.argv[1:] if argv is None else argv)
     )

@@ -22,7 +22,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.rl2_tables import (  # noqa: E402
     ROWS,
     evaluate_rl2,
+    main,
     parse_args,
+    refresh_baselines,
     rl2_config,
     write_tables,
 )
@@ -101,3 +103,25 @@ def test_merged_writes_keep_rows_written_by_other_runs(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"]
     assert [r["row"] for r in rows] == [second["row"]]
     assert "Bernoulli bandits" in (tmp_path / "rl2_tables.md").read_text()
+
+
+def test_refreshing_baselines_adds_new_ones_keeps_rl2_and_refuses_drift(tmp_path: Path) -> None:
+    main(["--budget", "0", "--tasks", "6", "--only", "bandit-10-5", "--out", str(tmp_path)])
+    path = tmp_path / "rl2_tables.json"
+    measured_first = json.loads(path.read_text())["rows"][0]["measured"]
+    # A row written before the Bayes-optimal baseline existed, with an RL² result to keep.
+    data = json.loads(path.read_text())
+    row = data["rows"][0]
+    del row["measured"]["bayes_optimal"], row["bayes_optimal_expected"]
+    row["measured"]["rl2"] = {"mean": 1.25, "se": 0.5}
+    path.write_text(json.dumps(data))
+    refresh_baselines(tmp_path, seed=0)
+    row = json.loads(path.read_text())["rows"][0]
+    assert row["measured"]["bayes_optimal"] == measured_first["bayes_optimal"]
+    assert row["measured"]["rl2"] == {"mean": 1.25, "se": 0.5}
+    assert row["bayes_optimal_expected"] == pytest.approx(6.66, abs=0.005)
+    # A stored baseline the code no longer reproduces is reported, not silently replaced.
+    row["measured"]["greedy"]["mean"] += 0.5
+    path.write_text(json.dumps({"rows": [row]}))
+    with pytest.raises(ValueError, match="baseline greedy no longer reproduces"):
+        refresh_baselines(tmp_path, seed=0)
