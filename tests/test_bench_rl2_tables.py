@@ -5,6 +5,7 @@ to recompute it exactly."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -102,7 +103,12 @@ def test_merged_writes_keep_rows_written_by_other_runs(tmp_path: Path) -> None:
     write_tables(tmp_path, {second["row"]: second}, merge=False)
     rows = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"]
     assert [r["row"] for r in rows] == [second["row"]]
-    assert "Bernoulli bandits" in (tmp_path / "rl2_tables.md").read_text()
+    table = (tmp_path / "rl2_tables.md").read_text()
+    assert "Bernoulli bandits" in table
+    # The shipped n=10 bandit rows were trained beside the Bayes-optimal baseline on the same
+    # tasks; the table reports their paired difference.
+    paired = second["paired"]["rl2_minus_bayes_optimal"]
+    assert f"{second['n']}, {second['k']}: {paired['mean']:+.3f} ± {paired['se']:.3f}" in table
 
 
 def test_refreshing_baselines_adds_new_ones_keeps_rl2_and_refuses_drift(tmp_path: Path) -> None:
@@ -125,3 +131,21 @@ def test_refreshing_baselines_adds_new_ones_keeps_rl2_and_refuses_drift(tmp_path
     path.write_text(json.dumps({"rows": [row]}))
     with pytest.raises(ValueError, match="baseline greedy no longer reproduces"):
         refresh_baselines(tmp_path, seed=0)
+
+
+
+def test_make_bench_retrains_every_shipped_row_with_its_measured_config_and_updates() -> None:
+    # The shipped table is what `make bench` reproduces: a row retrained with a bigger budget must
+    # not leave the Makefile running the old one. A run can stop on its time limit before its
+    # budget, so what must match is the number of updates the Makefile's budget buys.
+    makefile = (ROOT / "Makefile").read_text()
+    shipped = json.loads((ROOT / "benchmarks" / "results" / "rl2_tables.json").read_text())
+    for row in (r for r in shipped["rows"] if r["rl2_trained"]):
+        command = row["command"].split()
+        config = command[command.index("--config") + 1]
+        line = rf"--config {config} --only {row['row']} --budget (\d+) --merge"
+        match = re.search(line, makefile)
+        assert match, f"Makefile has no `make bench` line for {row['row']} with {config}"
+        steps_per_update = row["rl2_env_steps"] // row["rl2_updates"]
+        updates = -(-int(match.group(1)) // steps_per_update)
+        assert updates == row["rl2_updates"], f"make bench trains {row['row']} {updates} updates"
