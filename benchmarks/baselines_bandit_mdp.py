@@ -159,24 +159,25 @@ BANDIT_AGENTS: dict[str, type[BanditAgent]] = {
 }
 
 
-def bandit_trial_returns(
+def bandit_episode_returns(
     env: gym.Env, tasks: list[Any], pulls: int, agent_cls: type[BanditAgent], seed: int
 ) -> np.ndarray:
-    """Total reward of one `pulls`-long trial per task; the env's reset seed is `seed + i`."""
+    """Reward of each pull (a one-step episode) of one `pulls`-long trial per task,
+    `[tasks, pulls]`; the env's reset seed is `seed + i`."""
     arms = int(env.action_space.n)
-    totals = np.zeros(len(tasks))
+    returns = np.zeros((len(tasks), pulls))
     for i, task in enumerate(tasks):
         set_task(env, task)
         env.reset(seed=seed + i)
         agent = agent_cls(arms, pulls, np.random.default_rng([seed, i]))
-        for _ in range(pulls):
+        for pull in range(pulls):
             arm = agent.select()
             _, reward, terminated, truncated, _ = env.step(arm)
             agent.observe(arm, float(reward))
-            totals[i] += reward
+            returns[i, pull] = reward
             if terminated or truncated:
                 env.reset()
-    return totals
+    return returns
 
 
 class MDPModelAgent:
@@ -215,23 +216,24 @@ class MDPModelAgent:
         self.transition_counts[state, action, next_state] += 1
 
 
-def mdp_trial_returns(
+def mdp_episode_returns(
     env: gym.Env,
     tasks: list[Any],
     episodes: int,
     policy: str,
     seed: int,
 ) -> np.ndarray:
-    """Total reward of one `episodes`-long trial per task for `policy` in MDP_POLICIES."""
+    """Return of each episode of one `episodes`-long trial per task for `policy` in
+    MDP_POLICIES, `[tasks, episodes]`."""
     inner = env.unwrapped
     states, actions, horizon = int(inner.states), int(inner.actions), int(inner.horizon)
-    totals = np.zeros(len(tasks))
+    returns = np.zeros((len(tasks), episodes))
     for i, task in enumerate(tasks):
         set_task(env, task)
         rng = np.random.default_rng([seed, i])
         agent = MDPModelAgent(states, actions, horizon, MDP_POLICIES[policy], rng)
         obs, _ = env.reset(seed=seed + i)
-        for _ in range(episodes):
+        for episode in range(episodes):
             if agent.epsilon < 1.0:
                 agent.plan()
             state, t, done = int(np.argmax(obs)), 0, False
@@ -240,10 +242,10 @@ def mdp_trial_returns(
                 obs, reward, terminated, truncated, _ = env.step(action)
                 next_state = int(np.argmax(obs))
                 agent.observe(state, action, float(reward), next_state)
-                totals[i] += reward
+                returns[i, episode] += reward
                 state, t, done = next_state, t + 1, terminated or truncated
             obs, _ = env.reset()
-    return totals
+    return returns
 
 
 MDP_POLICIES: dict[str, float] = {"random": 1.0, "greedy": 0.0, "eps_greedy": 0.1}

@@ -35,9 +35,9 @@ from benchmarks.baselines_bandit_mdp import (
     BAYES_OPTIMAL_MAX_PULLS,
     MDP_POLICIES,
     BayesOptimalBandit,
-    bandit_trial_returns,
+    bandit_episode_returns,
     bayes_optimal_trial_value,
-    mdp_trial_returns,
+    mdp_episode_returns,
 )
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
@@ -181,30 +181,35 @@ def train_rl2(
 def evaluate_rl2(
     algorithm: RL2Algorithm, config: ExperimentConfig, tasks: list[Any], seed: int, batch: int
 ) -> np.ndarray:
-    """Return of one trial per held-out task, `batch` tasks per `RL2Algorithm.run_tasks` call;
-    held-out task i resets with seed `seed + i`."""
-    totals = np.zeros(len(tasks))
+    """Return of each episode of one trial per held-out task, `[tasks, episodes_per_trial]`,
+    `batch` tasks per `RL2Algorithm.run_tasks` call; held-out task i resets with seed
+    `seed + i`."""
+    returns = np.zeros((len(tasks), config.rl2.episodes_per_trial))
     envs = [make_task_env(config.env, **config.env_kwargs) for _ in range(min(batch, len(tasks)))]
     for start in range(0, len(tasks), batch):
         chunk = [TaskSpec(start + k, task, seed + start + k)
                  for k, task in enumerate(tasks[start : start + batch])]
         results = algorithm.run_tasks(envs, chunk, algorithm.updates, num_trials=1)
-        totals[start : start + len(chunk)] = [r.rollouts[0].episode_returns().sum()
-                                              for r in results]
-    return totals
+        returns[start : start + len(chunk)] = [r.rollouts[0].episode_returns()[0]
+                                               for r in results]
+    return returns
 
 
 def baselines(row: Row, tasks: list[Any], seed: int) -> dict[str, np.ndarray]:
+    """Each baseline's return per episode of one trial per task, `[tasks, episodes]`."""
     env = make_task_env(row.env_id, **row.env_kwargs)
     if row.family == "bandit":
         agents = dict(BANDIT_AGENTS)
         if row.episodes <= BAYES_OPTIMAL_MAX_PULLS:
             agents["bayes_optimal"] = BayesOptimalBandit
         return {
-            name: bandit_trial_returns(env, tasks, row.episodes, agent, seed)
+            name: bandit_episode_returns(env, tasks, row.episodes, agent, seed)
             for name, agent in agents.items()
         }
-    return {name: mdp_trial_returns(env, tasks, row.episodes, name, seed) for name in MDP_POLICIES}
+    return {
+        name: mdp_episode_returns(env, tasks, row.episodes, name, seed)
+        for name in MDP_POLICIES
+    }
 
 
 def bayes_optimal_expectation(row: Row) -> float | None:
@@ -223,10 +228,16 @@ def held_out_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
 
 
 def summary(returns: np.ndarray) -> dict[str, float]:
+    """Mean and standard error of per-task figures."""
     return {
         "mean": float(returns.mean()),
         "se": float(returns.std(ddof=1) / np.sqrt(len(returns))),
     }
+
+
+def episode_means(returns: np.ndarray) -> list[float]:
+    """Mean return at each episode index of a trial over tasks: the adaptation curve."""
+    return [round(float(value), 4) for value in returns.mean(axis=0)]
 
 
 def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
@@ -238,9 +249,12 @@ def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
     if trained:
         run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every)
     tasks, eval_seed = held_out_tasks(row, args.tasks, args.seed)
-    measured = baselines(row, tasks, eval_seed)
+    per_episode = baselines(row, tasks, eval_seed)
     if run.algorithm is not None:
-        measured["rl2"] = evaluate_rl2(run.algorithm, config, tasks, eval_seed, args.eval_batch)
+        per_episode["rl2"] = evaluate_rl2(
+            run.algorithm, config, tasks, eval_seed, args.eval_batch
+        )
+    measured = {name: returns.sum(axis=1) for name, returns in per_episode.items()}
     paired = {}
     if "rl2" in measured and "bayes_optimal" in measured:
         # Same tasks and the same env seeds, hence the same reward draw at every step: the
@@ -256,6 +270,7 @@ def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
         "n": row.episodes,
         "k": row.arms or None,
         "measured": {name: summary(values) for name, values in measured.items()},
+        "per_episode": {name: episode_means(returns) for name, returns in per_episode.items()},
         "paired": paired,
         "paper": paper,
         "bayes_optimal_expected": bayes_optimal_expectation(row),
@@ -296,6 +311,35 @@ def _settings_line(result: dict[str, Any]) -> str:
         f"{result['rl2_env_steps']:,} env steps, {result['rl2_train_seconds']:.0f} s training. "
         f"Command: `{result['command']}`"
     )
+
+
+MDP_LABELS = {"random": "Random", "eps_greedy": "ε-greedy", "greedy": "greedy",
+              "rl2": "RL² (rlmeta)"}
+
+
+def _adaptation_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """Return per episode index of a trial, per policy: where a policy gains (or does not)
+    as it sees more of the task."""
+    if not rows:
+        return []
+    lines = [
+        "Return per episode of a trial on the same held-out tasks (mean over tasks; episode 1 "
+        "is the first episode of a task, before anything is known about it):",
+        "",
+    ]
+    for r in rows:
+        shown = sorted({1, 2, 3, 5, 10, r["n"]} & set(range(1, r["n"] + 1)))
+        lines += [
+            f"| n = {r['n']} | " + " | ".join(f"episode {i}" for i in shown) + " |",
+            "| --- |" + " --- |" * len(shown),
+        ]
+        for name, label in MDP_LABELS.items():
+            if name in r["per_episode"]:
+                curve = r["per_episode"][name]
+                lines.append(f"| {label} | " + " | ".join(f"{curve[i - 1]:.2f}" for i in shown)
+                             + " |")
+        lines.append("")
+    return lines
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -373,6 +417,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"{r['wall_seconds']:.0f} |"
             )
         lines.append("")
+        lines += _adaptation_tables([r for r in mdps if r.get("per_episode")])
     trained = [r for r in results if r["rl2_trained"]]
     if trained:
         lines += ["## RL² settings per trained row", ""]
@@ -459,8 +504,9 @@ def refresh_baselines(out: Path, seed: int) -> None:
     for result in stored:
         row = rows[result["row"]]
         tasks, eval_seed = held_out_tasks(row, result["eval_tasks"], seed)
+        result.setdefault("per_episode", {})
         for name, returns in baselines(row, tasks, eval_seed).items():
-            now = summary(returns)
+            now = summary(returns.sum(axis=1))
             before = result["measured"].get(name)
             if before is not None and not math.isclose(before["mean"], now["mean"], abs_tol=1e-9):
                 raise ValueError(
@@ -468,6 +514,7 @@ def refresh_baselines(out: Path, seed: int) -> None:
                     f"({before['mean']:.4f} stored, {now['mean']:.4f} now); expected equal"
                 )
             result["measured"][name] = now
+            result["per_episode"][name] = episode_means(returns)
         result["bayes_optimal_expected"] = bayes_optimal_expectation(row)
         refreshed[row.name] = result
         print(f"{row.name}: baselines re-measured", flush=True)

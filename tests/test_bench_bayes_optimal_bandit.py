@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.baselines_bandit_mdp import (  # noqa: E402
     BANDIT_AGENTS,
     BayesOptimalBandit,
-    bandit_trial_returns,
+    bandit_episode_returns,
     bayes_optimal_trial_value,
 )
 from rlmeta.tasks import make_task_env, sample_tasks  # noqa: E402
@@ -71,8 +71,10 @@ def test_played_on_tasks_it_scores_its_expectation_and_beats_thompson_sampling()
     arms, pulls, count = 3, 6, 3000
     env = make_task_env("rlmeta/Bandit-v0", arms=arms)
     tasks = sample_tasks(env, count, np.random.default_rng(11))
-    optimal = bandit_trial_returns(env, tasks, pulls, BayesOptimalBandit, seed=5)
-    thompson = bandit_trial_returns(env, tasks, pulls, BANDIT_AGENTS["thompson"], seed=5)
+    optimal = bandit_episode_returns(env, tasks, pulls, BayesOptimalBandit, seed=5)
+    optimal = optimal.sum(axis=1)
+    thompson = bandit_episode_returns(env, tasks, pulls, BANDIT_AGENTS["thompson"], seed=5)
+    thompson = thompson.sum(axis=1)
     standard_error = optimal.std(ddof=1) / np.sqrt(count)
     assert abs(optimal.mean() - bayes_optimal_trial_value(arms, pulls)) < 4 * standard_error
     # Paired on the same tasks: optimal play is ahead of Thompson sampling (which explores more

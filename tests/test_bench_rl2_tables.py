@@ -71,12 +71,13 @@ def test_too_few_envs_for_the_tasks_is_an_error():
         algorithm.run_tasks(envs, specs, 0, num_trials=1)
 
 
-def test_evaluation_gives_one_trial_return_per_held_out_task():
+def test_evaluation_gives_each_episode_return_of_one_trial_per_held_out_task():
     algorithm = small_algorithm(episodes=4)
     tasks = [{"means": [1.0, 1.0, 1.0]}, {"means": [0.0, 0.0, 0.0]}, {"means": [1.0, 1.0, 1.0]}]
-    # Every arm pays 1 (or 0), so a trial of 4 pulls returns exactly 4 (or 0), in task order.
-    totals = evaluate_rl2(algorithm, algorithm.config, tasks, seed=3, batch=2)
-    np.testing.assert_array_equal(totals, [4.0, 0.0, 4.0])
+    # Every arm pays 1 (or 0), so each of a trial's 4 pulls returns exactly 1 (or 0), in task
+    # order, across two evaluation batches.
+    returns = evaluate_rl2(algorithm, algorithm.config, tasks, seed=3, batch=2)
+    np.testing.assert_array_equal(returns, [[1.0] * 4, [0.0] * 4, [1.0] * 4])
 
 
 def test_a_config_for_another_row_is_rejected_by_name():
@@ -149,3 +150,26 @@ def test_make_bench_retrains_every_shipped_row_with_its_measured_config_and_upda
         steps_per_update = row["rl2_env_steps"] // row["rl2_updates"]
         updates = -(-int(match.group(1)) // steps_per_update)
         assert updates == row["rl2_updates"], f"make bench trains {row['row']} {updates} updates"
+
+
+def test_mdp_rows_report_each_policys_return_per_episode_of_a_trial(tmp_path: Path) -> None:
+    main(["--budget", "0", "--tasks", "40", "--only", "mdp-10", "--out", str(tmp_path)])
+    row = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"][0]
+    for name in ("random", "eps_greedy", "greedy"):
+        curve = row["per_episode"][name]
+        assert len(curve) == 10
+        assert sum(curve) == pytest.approx(row["measured"][name]["mean"], abs=1e-3)
+    # The greedy planner learns the task as the trial goes on; the random policy cannot.
+    greedy, random = row["per_episode"]["greedy"], row["per_episode"]["random"]
+    assert np.mean(greedy[5:]) - greedy[0] > 2.0
+    assert abs(np.mean(random[5:]) - random[0]) < 2.0
+    table = (tmp_path / "rl2_tables.md").read_text()
+    assert "| n = 10 | episode 1 | episode 2 | episode 3 | episode 5 | episode 10 |" in table
+    assert f"| greedy | {greedy[0]:.2f} | {greedy[1]:.2f} |" in table
+    # Rows stored before curves existed gain the baselines' curves when refreshed.
+    data = json.loads((tmp_path / "rl2_tables.json").read_text())
+    del data["rows"][0]["per_episode"]
+    (tmp_path / "rl2_tables.json").write_text(json.dumps(data))
+    refresh_baselines(tmp_path, seed=0)
+    refreshed = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"][0]
+    assert refreshed["per_episode"]["greedy"] == greedy
