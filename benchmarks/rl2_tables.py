@@ -11,7 +11,11 @@ reference. A row's tuned settings live in `experiments/rl2_*.yaml`; one row per 
         --only bandit-10-5 --budget 1000000 --merge
     python -m benchmarks.rl2_tables --budget 0 --only mdp-25 --merge   # baselines only
 
-Writes benchmarks/results/rl2_tables.md and .json (or `--out`).
+Writes benchmarks/results/rl2_tables.md and .json (or `--out`). Each trained policy is saved as an
+rlmeta checkpoint, `runs/rl2_tables/<row>.pt` (or `--save-dir`), which `rlmeta evaluate` reads and
+`--evaluate` re-measures without retraining:
+
+    python -m benchmarks.rl2_tables --evaluate runs/rl2_tables/mdp-10.pt --merge
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from benchmarks.baselines_bandit_mdp import (
     bayes_optimal_trial_value,
     mdp_episode_returns,
 )
+from rlmeta import checkpoint
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
-from rlmeta.config_io import load_config
+from rlmeta.config_io import config_from_dict, config_to_dict, load_config
 from rlmeta.rl2 import RL2Algorithm
 from rlmeta.tasks import make_task_env, sample_tasks
 from rlmeta.train import draw_task_specs
@@ -124,10 +129,12 @@ class Training:
     """What a training run produced, for the table."""
 
     algorithm: RL2Algorithm | None
+    config: ExperimentConfig | None = None  # as trained: `iterations` is the run's update count
     env_steps: int = 0
     updates: int = 0
     seconds: float = 0.0
     curve: list[dict[str, float]] = field(default_factory=list)  # every `log_every` updates
+    rng_state: dict[str, Any] = field(default_factory=dict)  # the task sampler's, at the end
 
 
 def train_rl2(
@@ -154,7 +161,7 @@ def train_rl2(
     torch.manual_seed(config.seed)
     algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
     rng = np.random.default_rng(config.seed)
-    run = Training(algorithm)
+    run = Training(algorithm, config)
     started = time.perf_counter()
     while run.env_steps < budget and time.perf_counter() - started < max_seconds:
         specs = draw_task_specs(envs[0], settings.meta_batch_size, rng)
@@ -175,7 +182,44 @@ def train_rl2(
             }
             run.curve.append(point)
             print(json.dumps(point), flush=True)
+    run.rng_state = rng.bit_generator.state
     return run
+
+
+def save_policy(path: Path, row: Row, run: Training, command: str) -> Path:
+    """The trained row as an rlmeta checkpoint (tensors and plain data), in the layout
+    `rlmeta evaluate` reads, plus what the table needs to report it without retraining."""
+    assert run.algorithm is not None and run.config is not None
+    state = checkpoint.make_checkpoint(
+        config_to_dict(run.config),
+        {"algorithm": run.algorithm.state_dict(), "weights_version": run.updates},
+        run.updates,
+        run.env_steps,
+        run.rng_state,
+        extra={"rl2_tables": {"row": row.name, "seconds": run.seconds, "curve": run.curve,
+                              "command": command}},
+    )
+    return checkpoint.save_checkpoint(state, path)
+
+
+def load_policy(path: Path) -> tuple[Row, Training, str]:
+    """A policy `save_policy` wrote: its row, the training run restored, and the command that
+    trained it."""
+    state = checkpoint.load_checkpoint(path)
+    saved = state.get("rl2_tables")
+    if not isinstance(saved, dict):
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(path)!r} was not written by benchmarks.rl2_tables: expected its "
+            f"'rl2_tables' entry (row, curve, command)"
+        )
+    row = next(r for r in ROWS if r.name == saved["row"])
+    config = config_from_dict(state["config"])
+    env = make_task_env(config.env, **config.env_kwargs)
+    algorithm = RL2Algorithm(config, env.observation_space, env.action_space)
+    algorithm.load_state_dict(state["runtime"]["algorithm"])
+    run = Training(algorithm, config, state["env_steps"], state["iteration"], saved["seconds"],
+                   saved["curve"], state["rng_state"])
+    return row, run, saved["command"]
 
 
 def evaluate_rl2(
@@ -240,14 +284,22 @@ def episode_means(returns: np.ndarray) -> list[float]:
     return [round(float(value), 4) for value in returns.mean(axis=0)]
 
 
-def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Train RL² on `row` (unless `--budget 0`), then measure it and the baselines."""
-    config = rl2_config(row, args)
+def run_row(
+    row: Row, args: argparse.Namespace, command: str, saved: Training | None = None
+) -> dict[str, Any]:
+    """Train RL² on `row` (unless `--budget 0` or a `saved` run is given), then measure it and
+    the baselines."""
     started = time.perf_counter()
-    trained = args.budget > 0
-    run = Training(None)
-    if trained:
-        run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every)
+    if saved is not None:
+        run, config = saved, saved.config
+    else:
+        config = rl2_config(row, args)
+        run = Training(None)
+        if args.budget > 0:
+            run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every)
+            path = save_policy(args.save_dir / f"{row.name}.pt", row, run, command)
+            print(f"{row.name}: trained policy saved to {path}", flush=True)
+    trained = run.algorithm is not None
     tasks, eval_seed = held_out_tasks(row, args.tasks, args.seed)
     per_episode = baselines(row, tasks, eval_seed)
     if run.algorithm is not None:
@@ -282,7 +334,9 @@ def run_row(row: Row, args: argparse.Namespace, command: str) -> dict[str, Any]:
                          "rl2": asdict(config.rl2)} if trained else None,
         "rl2_curve": run.curve,
         "eval_tasks": args.tasks,
-        "wall_seconds": time.perf_counter() - started,
+        # Training plus this run's evaluation, also for a row re-measured from its saved policy.
+        "wall_seconds": (saved.seconds if saved is not None else 0.0)
+        + time.perf_counter() - started,
         "command": command,
     }
 
@@ -465,6 +519,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-batch", type=int, default=100, help="tasks per evaluation batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--save-dir", type=Path, default=Path("runs") / "rl2_tables",
+                        help="where each trained policy is saved, as <row>.pt")
+    parser.add_argument("--evaluate", type=Path, default=None, metavar="CHECKPOINT",
+                        help="re-measure a policy saved by an earlier run (its row, settings and "
+                             "training record come from the file); trains nothing")
     args = parser.parse_args(argv)
     known = {r.name for r in ROWS}
     unknown = sorted(set(args.only or []) - known)
@@ -477,6 +536,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"got {args.only}")
     if args.set and args.config is None:
         parser.error(f"--set overrides a --config file; got {args.set} without --config")
+    if args.evaluate is not None and (args.config is not None or args.refresh_baselines):
+        parser.error("--evaluate re-measures a saved policy with the settings it was trained "
+                     "with; expected no --config, --set or --refresh-baselines beside it")
     return args
 
 
@@ -531,9 +593,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     torch.set_num_threads(args.threads)
     rows = [r for r in ROWS if args.only is None or r.name in args.only]
+    saved = None
+    if args.evaluate is not None:
+        row, saved, command = load_policy(args.evaluate)
+        if args.only is not None and args.only != [row.name]:
+            raise SystemExit(f"--evaluate {args.evaluate} holds row {row.name}; "
+                             f"expected it to match --only {' '.join(args.only)}")
+        rows = [row]
     trained = {}
     for row in rows:
-        result = run_row(row, args, command)
+        result = run_row(row, args, command, saved)
         trained[row.name] = result
         measured = result["measured"]
         rl2 = _cell(result, "rl2")

@@ -173,3 +173,40 @@ def test_mdp_rows_report_each_policys_return_per_episode_of_a_trial(tmp_path: Pa
     refresh_baselines(tmp_path, seed=0)
     refreshed = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"][0]
     assert refreshed["per_episode"]["greedy"] == greedy
+
+
+def test_a_saved_policy_re_measures_exactly_without_retraining(tmp_path: Path) -> None:
+    # Every new evaluation metric used to mean retraining a row (77 minutes for mdp-10); the
+    # policy a run trains is saved, and `--evaluate` reports the same row from the file alone.
+    policies = tmp_path / "policies"
+    common = ["--tasks", "6", "--eval-batch", "3"]
+    main(["--budget", "2000", "--hidden-size", "8", "--only", "bandit-10-5", "--log-every", "1",
+          "--out", str(tmp_path / "trained"), "--save-dir", str(policies), *common])
+    saved = policies / "bandit-10-5.pt"
+    main(["--evaluate", str(saved), "--out", str(tmp_path / "evaluated"), *common])
+    trained, evaluated = (
+        json.loads((tmp_path / name / "rl2_tables.json").read_text())["rows"][0]
+        for name in ("trained", "evaluated")
+    )
+    assert trained["rl2_updates"] == 2
+    for key in ("measured", "per_episode", "paired", "rl2_env_steps", "rl2_updates",
+                "rl2_train_seconds", "rl2_settings", "rl2_curve", "command"):
+        assert evaluated[key] == trained[key], key
+    # Tensors and plain data only, in the layout `rlmeta evaluate` reads.
+    state = torch.load(saved, weights_only=True)
+    assert state["runtime"]["weights_version"] == 2
+    from rlmeta.evaluation import evaluate
+
+    report = evaluate(saved, n_tasks=2, out_dir=tmp_path / "eval", workers=0)
+    assert (report.out_dir / "adaptation.csv").is_file()
+
+
+def test_evaluate_refuses_a_checkpoint_it_did_not_write_and_extra_settings(tmp_path: Path) -> None:
+    from rlmeta.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
+
+    foreign = save_checkpoint(make_checkpoint({}, {}, 0, 0, {}), tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not written by benchmarks.rl2_tables"):
+        main(["--evaluate", str(foreign), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        parse_args(["--evaluate", str(foreign), "--only", "mdp-10",
+                    "--config", "experiments/rl2_tabular_mdp_n10.yaml"])
