@@ -369,6 +369,21 @@ def _settings_line(result: dict[str, Any]) -> str:
 
 MDP_LABELS = {"random": "Random", "eps_greedy": "ε-greedy", "greedy": "greedy",
               "rl2": "RL² (rlmeta)"}
+BANDIT_LABELS = {"random": "Random", "thompson": "TS", "ucb1": "UCB1", "eps_greedy": "ε-greedy",
+                 "greedy": "greedy", "bayes_optimal": "Bayes-optimal", "rl2": "RL² (rlmeta)"}
+
+
+def adaptation_ranges(r: dict[str, Any]) -> list[tuple[int, int]]:
+    """Episode ranges (first, last; 1-based, inclusive) shown in a row's adaptation table.
+
+    An MDP episode is a whole episode, shown one at a time; a bandit episode is a single pull,
+    so pulls are averaged over ranges that widen as the trial goes on.
+    """
+    n = r["n"]
+    if r["family"] == "mdp":
+        return [(i, i) for i in sorted({1, 2, 3, 5, 10, n} & set(range(1, n + 1)))]
+    edges = [e for e in (1, 2, 5, 10, 20, 40, 70) if e < n] + [n]
+    return [(first + 1, last) for first, last in zip([0, *edges[:-1]], edges, strict=True)]
 
 
 def _adaptation_tables(rows: list[dict[str, Any]]) -> list[str]:
@@ -376,22 +391,35 @@ def _adaptation_tables(rows: list[dict[str, Any]]) -> list[str]:
     as it sees more of the task."""
     if not rows:
         return []
+    bandit = rows[0]["family"] == "bandit"
+    unit = "pull" if bandit else "episode"
     lines = [
-        "Return per episode of a trial on the same held-out tasks (mean over tasks; episode 1 "
-        "is the first episode of a task, before anything is known about it):",
+        (
+            "Return per pull of a trial on the same held-out tasks (mean over tasks and over the "
+            "pulls in each range; pull 1 is made before anything is known about the task):"
+            if bandit else
+            "Return per episode of a trial on the same held-out tasks (mean over tasks; episode 1 "
+            "is the first episode of a task, before anything is known about it):"
+        ),
         "",
     ]
     for r in rows:
-        shown = sorted({1, 2, 3, 5, 10, r["n"]} & set(range(1, r["n"] + 1)))
+        columns = adaptation_ranges(r)
+        heading = f"n = {r['n']}" + (f", k = {r['k']}" if bandit else "")
         lines += [
-            f"| n = {r['n']} | " + " | ".join(f"episode {i}" for i in shown) + " |",
-            "| --- |" + " --- |" * len(shown),
+            f"| {heading} | " + " | ".join(
+                f"{unit} {first}" if first == last else f"{unit}s {first}–{last}"
+                for first, last in columns
+            ) + " |",
+            "| --- |" + " --- |" * len(columns),
         ]
-        for name, label in MDP_LABELS.items():
+        for name, label in (BANDIT_LABELS if bandit else MDP_LABELS).items():
             if name in r["per_episode"]:
                 curve = r["per_episode"][name]
-                lines.append(f"| {label} | " + " | ".join(f"{curve[i - 1]:.2f}" for i in shown)
-                             + " |")
+                lines.append(f"| {label} | " + " | ".join(
+                    f"{np.mean(curve[first - 1:last]):.{3 if bandit else 2}f}"
+                    for first, last in columns
+                ) + " |")
         lines.append("")
     return lines
 
@@ -454,6 +482,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 + ".",
             ]
         lines.append("")
+        lines += _adaptation_tables([r for r in bandits if r.get("per_episode")])
     mdps = [r for r in results if r["family"] == "mdp"]
     if mdps:
         lines += [

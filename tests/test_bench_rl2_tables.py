@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.rl2_tables import (  # noqa: E402
     ROWS,
+    adaptation_ranges,
     evaluate_rl2,
     main,
     parse_args,
@@ -173,6 +174,23 @@ def test_mdp_rows_report_each_policys_return_per_episode_of_a_trial(tmp_path: Pa
     refresh_baselines(tmp_path, seed=0)
     refreshed = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"][0]
     assert refreshed["per_episode"]["greedy"] == greedy
+
+
+def test_bandit_rows_report_return_per_pull_over_widening_ranges(tmp_path: Path) -> None:
+    main(["--budget", "0", "--tasks", "40", "--only", "bandit-10-5", "--out", str(tmp_path)])
+    row = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"][0]
+    table = (tmp_path / "rl2_tables.md").read_text()
+    assert "| n = 10, k = 5 | pull 1 | pull 2 | pulls 3–5 | pulls 6–10 |" in table
+    greedy = row["per_episode"]["greedy"]
+    cells = [greedy[0], greedy[1], np.mean(greedy[2:5]), np.mean(greedy[5:10])]
+    assert "| greedy | " + " | ".join(f"{c:.3f}" for c in cells) + " |" in table
+    # A trial of 100 pulls is summarised over ranges that cover every pull exactly once.
+    assert adaptation_ranges({"family": "bandit", "n": 100}) == [
+        (1, 1), (2, 2), (3, 5), (6, 10), (11, 20), (21, 40), (41, 70), (71, 100)
+    ]
+    assert adaptation_ranges({"family": "mdp", "n": 25}) == [
+        (1, 1), (2, 2), (3, 3), (5, 5), (10, 10), (25, 25)
+    ]
 
 
 def test_a_saved_policy_re_measures_exactly_without_retraining(tmp_path: Path) -> None:
