@@ -2,8 +2,9 @@
 own task envs so they see exactly the tasks and reward noise the RL² policy sees.
 
 Bandits: random, UCB1 (Auer et al. 2002), Thompson sampling with a Beta(1, 1) prior, greedy and
-ε-greedy on the Beta(1, 1) posterior mean, and, where the trial is short enough to solve exactly,
-the Bayes-optimal policy: no policy has a higher expected trial reward on this task distribution.
+ε-greedy on the Beta(1, 1) posterior mean, the finite-horizon Gittins index policy (near-optimal,
+for any trial length), and, where the trial is short enough to solve exactly, the Bayes-optimal
+policy: no policy has a higher expected trial reward on this task distribution.
 Tabular MDPs: random, and greedy / ε-greedy with respect to a model of posterior-mean rewards
 (prior N(1, 1), the task distribution's mean) and posterior-mean transitions (flat Dirichlet
 prior), re-planned by finite-horizon value iteration at the start of each episode. None of these
@@ -150,12 +151,69 @@ class BayesOptimalBandit(BanditAgent):
         return _argmax_random_ties(np.array([value[s] for s in states]), self.rng)
 
 
+# The finite-horizon Gittins index (e.g. Niño-Mora 2011, "Computing a classic index for
+# finite-horizon bandits"): the index of an arm in posterior state (wins, losses) with m pulls
+# left is the reward rate λ of a known arm at which a player with only these two arms and m pulls
+# is indifferent between pulling the unknown arm now and taking λ for all m pulls. Pulling the
+# highest index is not exactly Bayes-optimal across several arms (3 arms × 12 pulls: 7.8013
+# against 7.8025), but it is the standard near-optimal policy, and it is solvable for 100 pulls
+# where exact play is not.
+GITTINS_GRID = 1001  # λ values on [0, 1]; each index is refined by linear interpolation.
+
+
+@functools.cache
+def finite_horizon_gittins_indices(pulls: int) -> np.ndarray:
+    """Index of every arm state reachable in a `pulls`-long trial: `[m, wins, losses]` for m
+    pulls left (1..pulls) and wins + losses <= pulls - m; other entries are NaN.
+
+    One dynamic programme per value of λ on a grid, all at once: with m pulls left, the
+    one-armed value is V_m = max(m λ, Q_m) where Q_m = p (1 + V_{m-1}(win)) + (1 - p)
+    V_{m-1}(loss) pulls the unknown arm once (p is its posterior mean) and plays on optimally.
+    Q_m - m λ falls strictly as λ grows, and the index is where it crosses zero.
+    """
+    if pulls < 1:
+        raise ValueError(f"Gittins indices need pulls >= 1, got {pulls}")
+    rates = np.linspace(0.0, 1.0, GITTINS_GRID)[:, None, None]
+    wins = np.arange(pulls + 1)[:, None]
+    losses = np.arange(pulls + 1)[None, :]
+    indices = np.full((pulls + 1, pulls + 1, pulls + 1), np.nan)
+    value = np.zeros((GITTINS_GRID, pulls + 2, pulls + 2))  # V_0 = 0 for every state and λ
+    for left in range(1, pulls + 1):
+        n = pulls - left + 1  # states with wins + losses <= pulls - left fit in [0, n)²
+        p_win = ((1 + wins[:n]) / (2 + wins[:n] + losses[:, :n]))[None]
+        pull_now = p_win * (1.0 + value[:, 1 : n + 1, :n]) + (1.0 - p_win) * value[:, :n, 1 : n + 1]
+        margin = pull_now - left * rates
+        # First grid λ where pulling no longer beats the known arm (margin(1) <= 0 always).
+        above = np.maximum(np.argmax(margin <= 0, axis=0), 1)
+        before = np.take_along_axis(margin, (above - 1)[None], 0)[0]
+        after = np.take_along_axis(margin, above[None], 0)[0]
+        low, high = rates[above - 1, 0, 0], rates[above, 0, 0]
+        indices[left, :n, :n] = low + (high - low) * before / (before - after)
+        value = np.maximum(pull_now, left * rates)
+    return indices
+
+
+class GittinsBandit(BanditAgent):
+    """Pulls the arm with the highest finite-horizon Gittins index for the pulls left."""
+
+    def __init__(self, arms: int, horizon: int, rng: np.random.Generator) -> None:
+        super().__init__(arms, horizon, rng)
+        self.indices = finite_horizon_gittins_indices(horizon)
+
+    def select(self) -> int:
+        left = self.horizon - int(self.pulls.sum())
+        wins = self.wins.astype(int)
+        return _argmax_random_ties(self.indices[left, wins, self.pulls.astype(int) - wins],
+                                   self.rng)
+
+
 BANDIT_AGENTS: dict[str, type[BanditAgent]] = {
     "random": RandomBandit,
     "ucb1": UCB1,
     "thompson": ThompsonBandit,
     "greedy": GreedyBandit,
     "eps_greedy": EpsilonGreedyBandit,
+    "gittins": GittinsBandit,
 }
 
 

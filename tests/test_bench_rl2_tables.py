@@ -207,6 +207,12 @@ def test_a_saved_policy_re_measures_exactly_without_retraining(tmp_path: Path) -
         for name in ("trained", "evaluated")
     )
     assert trained["rl2_updates"] == 2
+    # RL² is paired task by task with both near-optimal bandit policies.
+    assert set(trained["paired"]) == {"rl2_minus_bayes_optimal", "rl2_minus_gittins"}
+    measured = trained["measured"]
+    assert trained["paired"]["rl2_minus_gittins"]["mean"] == pytest.approx(
+        measured["rl2"]["mean"] - measured["gittins"]["mean"]
+    )
     for key in ("measured", "per_episode", "paired", "rl2_env_steps", "rl2_updates",
                 "rl2_train_seconds", "rl2_settings", "rl2_curve", "command"):
         assert evaluated[key] == trained[key], key
