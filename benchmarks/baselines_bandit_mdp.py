@@ -5,9 +5,10 @@ Bandits: random, UCB1 (Auer et al. 2002), Thompson sampling with a Beta(1, 1) pr
 ε-greedy on the Beta(1, 1) posterior mean, the finite-horizon Gittins index policy (near-optimal,
 for any trial length), and, where the trial is short enough to solve exactly, the Bayes-optimal
 policy: no policy has a higher expected trial reward on this task distribution.
-Tabular MDPs: random, and greedy / ε-greedy with respect to a model of posterior-mean rewards
-(prior N(1, 1), the task distribution's mean) and posterior-mean transitions (flat Dirichlet
-prior), re-planned by finite-horizon value iteration at the start of each episode. None of these
+Tabular MDPs: random, greedy / ε-greedy with respect to a model of posterior-mean rewards
+(prior N(1, 1), the task distribution's own) and posterior-mean transitions (flat Dirichlet
+prior), and posterior sampling (PSRL: the same posteriors, one model drawn per episode), each
+re-planned by finite-horizon value iteration at the start of each episode. None of these
 is tuned per setting, unlike the paper's.
 """
 
@@ -239,10 +240,17 @@ def bandit_episode_returns(
 
 
 class MDPModelAgent:
-    """Greedy (or ε-greedy) w.r.t. a posterior-mean model, re-planned each episode."""
+    """Greedy (or ε-greedy) w.r.t. a model of the task, re-planned each episode: the posterior
+    mean, or with `sample_model` one draw from the posterior (posterior sampling, PSRL)."""
 
     def __init__(
-        self, states: int, actions: int, horizon: int, epsilon: float, rng: np.random.Generator
+        self,
+        states: int,
+        actions: int,
+        horizon: int,
+        epsilon: float,
+        rng: np.random.Generator,
+        sample_model: bool = False,
     ) -> None:
         self.counts = np.zeros((states, actions))
         self.reward_sums = np.zeros((states, actions))
@@ -250,14 +258,22 @@ class MDPModelAgent:
         self.horizon = horizon
         self.epsilon = epsilon
         self.rng = rng
+        self.sample_model = sample_model
         self.q = np.zeros((horizon, states, actions))
 
     def plan(self) -> None:
-        # Posterior means: reward prior N(1, 1) with unit noise -> (sum + 1) / (n + 1);
-        # flat Dirichlet prior on each transition row -> (counts + 1) / (n + S).
+        # Posteriors: reward prior N(1, 1) with unit noise -> N((sum + 1) / (n + 1), 1 / (n + 1));
+        # flat Dirichlet prior on each transition row -> Dirichlet(counts + 1), mean
+        # (counts + 1) / (n + S).
         rewards = (self.reward_sums + 1.0) / (self.counts + 1.0)
         states = self.transition_counts.shape[-1]
-        transitions = (self.transition_counts + 1.0) / (self.counts[..., None] + states)
+        if self.sample_model:
+            rewards = rewards + self.rng.standard_normal(rewards.shape) / np.sqrt(self.counts + 1)
+            # A Dirichlet draw is a row of Gamma(α, 1) draws, normalised.
+            gammas = self.rng.standard_gamma(self.transition_counts + 1.0)
+            transitions = gammas / gammas.sum(axis=-1, keepdims=True)
+        else:
+            transitions = (self.transition_counts + 1.0) / (self.counts[..., None] + states)
         value = np.zeros(states)
         for t in range(self.horizon - 1, -1, -1):
             self.q[t] = rewards + transitions @ value
@@ -289,7 +305,8 @@ def mdp_episode_returns(
     for i, task in enumerate(tasks):
         set_task(env, task)
         rng = np.random.default_rng([seed, i])
-        agent = MDPModelAgent(states, actions, horizon, MDP_POLICIES[policy], rng)
+        agent = MDPModelAgent(states, actions, horizon, MDP_POLICIES[policy], rng,
+                              sample_model=policy in POSTERIOR_SAMPLING)
         obs, _ = env.reset(seed=seed + i)
         for episode in range(episodes):
             if agent.epsilon < 1.0:
@@ -306,5 +323,8 @@ def mdp_episode_returns(
     return returns
 
 
-MDP_POLICIES: dict[str, float] = {"random": 1.0, "greedy": 0.0, "eps_greedy": 0.1}
+MDP_POLICIES: dict[str, float] = {"random": 1.0, "greedy": 0.0, "eps_greedy": 0.1, "psrl": 0.0}
 """Policy name -> ε; random (ε = 1) draws every action uniformly and never plans."""
+POSTERIOR_SAMPLING = {"psrl"}
+"""Policies that plan each episode on a model drawn from the posterior (Osband et al. 2013)
+rather than on its mean."""

@@ -373,7 +373,7 @@ def _settings_line(result: dict[str, Any]) -> str:
     )
 
 
-MDP_LABELS = {"random": "Random", "eps_greedy": "ε-greedy", "greedy": "greedy",
+MDP_LABELS = {"random": "Random", "eps_greedy": "ε-greedy", "greedy": "greedy", "psrl": "PSRL",
               "rl2": "RL² (rlmeta)"}
 BANDIT_LABELS = {"random": "Random", "thompson": "TS", "ucb1": "UCB1", "eps_greedy": "ε-greedy",
                  "greedy": "greedy", "gittins": "Gittins", "bayes_optimal": "Bayes-optimal",
@@ -500,18 +500,25 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += [
             "## Random tabular MDPs",
             "",
-            "| n | Random | ε-greedy | greedy | RL² (rlmeta) | RL² (paper) | PSRL (paper) | "
+            "| n | Random | ε-greedy | greedy | PSRL | RL² (rlmeta) | RL² (paper) | PSRL (paper) | "
             "RL² env steps | wall s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in mdps:
-            cells = [_cell(r, name) for name in ("random", "eps_greedy", "greedy", "rl2")]
+            cells = [_cell(r, name) for name in ("random", "eps_greedy", "greedy", "psrl", "rl2")]
             lines.append(
                 f"| {r['n']} | " + " | ".join(cells)
                 + f" | {r['paper']['rl2']} | {r['paper']['psrl']} | {_steps(r)} | "
                 f"{r['wall_seconds']:.0f} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "*greedy* and *ε-greedy* plan each episode on the posterior-mean model of the task "
+            "(the task distribution's own priors: rewards N(1, 1), transitions flat Dirichlet); "
+            "*PSRL* plans each episode on one model drawn from the same posterior (posterior "
+            "sampling, Osband et al. 2013). None is tuned.",
+            "",
+        ]
         lines += _adaptation_tables([r for r in mdps if r.get("per_episode")])
     trained = [r for r in results if r["rl2_trained"]]
     if trained:

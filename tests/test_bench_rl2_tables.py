@@ -156,13 +156,15 @@ def test_make_bench_retrains_every_shipped_row_with_its_measured_config_and_upda
 def test_mdp_rows_report_each_policys_return_per_episode_of_a_trial(tmp_path: Path) -> None:
     main(["--budget", "0", "--tasks", "40", "--only", "mdp-10", "--out", str(tmp_path)])
     row = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"][0]
-    for name in ("random", "eps_greedy", "greedy"):
+    for name in ("random", "eps_greedy", "greedy", "psrl"):
         curve = row["per_episode"][name]
         assert len(curve) == 10
         assert sum(curve) == pytest.approx(row["measured"][name]["mean"], abs=1e-3)
-    # The greedy planner learns the task as the trial goes on; the random policy cannot.
+    # The planners learn the task as the trial goes on; the random policy cannot.
     greedy, random = row["per_episode"]["greedy"], row["per_episode"]["random"]
+    psrl = row["per_episode"]["psrl"]
     assert np.mean(greedy[5:]) - greedy[0] > 2.0
+    assert np.mean(psrl[5:]) - psrl[0] > 2.0
     assert abs(np.mean(random[5:]) - random[0]) < 2.0
     table = (tmp_path / "rl2_tables.md").read_text()
     assert "| n = 10 | episode 1 | episode 2 | episode 3 | episode 5 | episode 10 |" in table
