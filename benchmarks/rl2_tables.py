@@ -4,8 +4,8 @@ For each row (Bernoulli bandits n ∈ {10, 100} × k ∈ {5, 10, 50}; random tab
 this trains RL² with rlmeta for `--budget` env steps (or `--max-minutes`), then evaluates it and
 the classic baselines (`benchmarks.baselines_bandit_mdp`) on the same `--tasks` held-out tasks, one
 trial each. The paper's RL² and Gittins (bandits) / PSRL (MDPs) figures sit in the same table for
-reference, beside a Gittins index policy measured on the same tasks. A row's tuned settings live
-in `experiments/rl2_*.yaml`; one row per run, merged:
+reference, beside the Gittins index policy and PSRL measured on the same tasks. A row's tuned
+settings live in `experiments/rl2_*.yaml`; one row per run, merged:
 
     python -m benchmarks.rl2_tables --budget 20000          # smoke: a few minutes on one core
     python -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n10.yaml \
