@@ -458,8 +458,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in bandits:
-            cells = [_cell(r, name) for name in ("random", "thompson", "ucb1", "eps_greedy",
-                                                 "greedy", "gittins", "bayes_optimal", "rl2")]
+            cells = [_cell(r, name) for name in BANDIT_LABELS]  # the header's column order
             expected = r.get("bayes_optimal_expected")
             lines.append(
                 f"| {r['n']}, {r['k']} | " + " | ".join(cells)
@@ -505,7 +504,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in mdps:
-            cells = [_cell(r, name) for name in ("random", "eps_greedy", "greedy", "psrl", "rl2")]
+            cells = [_cell(r, name) for name in MDP_LABELS]  # the header's column order
             lines.append(
                 f"| {r['n']} | " + " | ".join(cells)
                 + f" | {r['paper']['rl2']} | {r['paper']['psrl']} | {_steps(r)} | "
