@@ -17,6 +17,11 @@ rlmeta checkpoint, `runs/rl2_tables/<row>.pt` (or `--save-dir`), which `rlmeta e
 `--evaluate` re-measures without retraining:
 
     python -m benchmarks.rl2_tables --evaluate runs/rl2_tables/mdp-10.pt --merge
+
+Settings are chosen between two saved policies of a row on validation tasks, a third task
+stream, so that the held-out figure is not also the one the choice was made on:
+
+    python -m benchmarks.rl2_tables --compare runs/rl2_tables/bandit-100-50.pt runs/other.pt
 """
 
 from __future__ import annotations
@@ -270,6 +275,32 @@ def held_out_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
     probe = make_task_env(row.env_id, **row.env_kwargs)
     tasks = sample_tasks(probe, count, np.random.default_rng([seed, 1_000_003]))
     return tasks, 7_000_000 + seed
+
+
+def validation_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
+    """Tasks for choosing between trained policies, drawn from neither the training stream nor
+    the held-out one, so the table's figure is not also the figure a choice was made on."""
+    probe = make_task_env(row.env_id, **row.env_kwargs)
+    tasks = sample_tasks(probe, count, np.random.default_rng([seed, 2_000_003]))
+    return tasks, 8_000_000 + seed
+
+
+def compare_policies(
+    base: Path, candidate: Path, count: int, seed: int, batch: int
+) -> dict[str, Any]:
+    """Two saved policies of one row on the same validation tasks and env seeds: each one's
+    return per trial and the candidate's paired gain over the base."""
+    row, base_run, _ = load_policy(base)
+    candidate_row, candidate_run, _ = load_policy(candidate)
+    if candidate_row != row:
+        raise ValueError(f"--compare needs two policies of one row; got {row.name} ({base}) "
+                         f"and {candidate_row.name} ({candidate})")
+    tasks, env_seed = validation_tasks(row, count, seed)
+    returns = [evaluate_rl2(run.algorithm, run.config, tasks, env_seed, batch).sum(axis=1)
+               for run in (base_run, candidate_run)]
+    return {"row": row.name, "tasks": count, "base": summary(returns[0]),
+            "candidate": summary(returns[1]),
+            "candidate_minus_base": summary(returns[1] - returns[0])}
 
 
 # The (near-)optimal bandit policies RL² is paired with, task by task.
@@ -571,6 +602,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CHECKPOINT",
                         help="re-measure a policy saved by an earlier run (its row, settings and "
                              "training record come from the file); trains nothing")
+    parser.add_argument("--compare", type=Path, nargs=2, default=None,
+                        metavar=("BASE", "CANDIDATE"),
+                        help="two saved policies of one row, paired on --tasks validation tasks "
+                             "(not the held-out ones the table reports); trains and writes nothing")
     args = parser.parse_args(argv)
     known = {r.name for r in ROWS}
     unknown = sorted(set(args.only or []) - known)
@@ -586,6 +621,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.evaluate is not None and (args.config is not None or args.refresh_baselines):
         parser.error("--evaluate re-measures a saved policy with the settings it was trained "
                      "with; expected no --config, --set or --refresh-baselines beside it")
+    if args.compare is not None and (args.evaluate is not None or args.config is not None
+                                     or args.refresh_baselines):
+        parser.error("--compare measures two saved policies as they were trained; expected no "
+                     "--evaluate, --config, --set or --refresh-baselines beside it")
     return args
 
 
@@ -634,6 +673,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.refresh_baselines:
         refresh_baselines(args.out, args.seed)
+        return
+    if args.compare is not None:
+        torch.set_num_threads(args.threads)
+        result = compare_policies(*args.compare, args.tasks, args.seed, args.eval_batch)
+        cell = {k: f"{v['mean']:.2f} ± {v['se']:.2f}" for k, v in result.items() if k in
+                ("base", "candidate", "candidate_minus_base")}
+        print(f"{result['row']}, {result['tasks']} validation tasks: base {cell['base']}, "
+              f"candidate {cell['candidate']}, candidate − base {cell['candidate_minus_base']}")
         return
     command = "python -m benchmarks.rl2_tables " + " ".join(
         shlex.quote(a) for a in _row_arguments(sys.argv[1:] if argv is None else argv)

@@ -236,3 +236,37 @@ def test_evaluate_refuses_a_checkpoint_it_did_not_write_and_extra_settings(tmp_p
     with pytest.raises(SystemExit):
         parse_args(["--evaluate", str(foreign), "--only", "mdp-10",
                     "--config", "experiments/rl2_tabular_mdp_n10.yaml"])
+
+
+def test_compare_pairs_two_saved_policies_on_validation_not_held_out_tasks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Choosing a setting on the held-out tasks would make the table's figure the one the choice
+    # was made on; `--compare` pairs two policies on a third task stream instead.
+    from benchmarks.rl2_tables import compare_policies, held_out_tasks, validation_tasks
+
+    row = next(r for r in ROWS if r.name == "bandit-10-5")
+    held_out, held_out_seed = held_out_tasks(row, 5, 0)
+    validation, validation_seed = validation_tasks(row, 5, 0)
+    assert held_out_seed != validation_seed
+    assert not any(a == b for a in held_out for b in validation)
+
+    common = ["--budget", "2000", "--hidden-size", "8", "--only", "bandit-10-5", "--tasks", "4",
+              "--out", str(tmp_path)]
+    main([*common, "--save-dir", str(tmp_path / "a")])
+    main([*common, "--save-dir", str(tmp_path / "b"), "--seed", "1"])
+    base, candidate = tmp_path / "a" / "bandit-10-5.pt", tmp_path / "b" / "bandit-10-5.pt"
+    result = compare_policies(base, candidate, 30, 0, 10)
+    gain = result["candidate_minus_base"]["mean"]
+    assert gain == pytest.approx(result["candidate"]["mean"] - result["base"]["mean"])
+    assert compare_policies(base, base, 30, 0, 10)["candidate_minus_base"]["mean"] == 0.0
+    main(["--compare", str(base), str(candidate), "--tasks", "30", "--eval-batch", "10"])
+    assert f"candidate − base {gain:.2f}" in capsys.readouterr().out
+
+    other = tmp_path / "c"
+    main(["--budget", "2000", "--hidden-size", "8", "--only", "bandit-10-10", "--tasks", "4",
+          "--out", str(tmp_path), "--save-dir", str(other)])
+    with pytest.raises(ValueError, match="two policies of one row"):
+        compare_policies(base, other / "bandit-10-10.pt", 4, 0, 2)
+    with pytest.raises(SystemExit):
+        parse_args(["--compare", str(base), str(candidate), "--evaluate", str(base)])
