@@ -82,6 +82,9 @@ class RL2Config:
     """Episodes of the same task in one trial (the hidden state carries across them)."""
     hidden_size: int = 256
     """GRU hidden state size."""
+    trial_progress_input: bool = False
+    """Also feed the policy the fraction of its trial's episodes already done (not in the paper,
+    whose input is s, a, r, d): how much exploring is worth depends on what is left."""
     value_network: str = "shared"
     """shared: the value head reads the policy's GRU; separate: the value function has a GRU of
     its own over the same inputs (the value loss then leaves the policy's features alone)."""

@@ -75,6 +75,43 @@ def test_hidden_state_carries_across_episodes_and_resets_between_trials():
     assert carried == 4 * 2  # two in-trial episode boundaries per trial
 
 
+def test_trial_progress_counts_the_episodes_done_and_restarts_with_each_trial():
+    config = small_config("rlmeta/Bandit-v0", {"arms": 3}, trial_progress_input=True)
+    algorithm, envs = build(config)
+    assert algorithm.policy.hidden_size == 8 + 1
+    actor = RecordingActor(algorithm.policy, torch.Generator().manual_seed(1))
+    sample_rollout(envs, actor, num_sequences=4, episodes_per_sequence=3, seed=5)
+    seen = {0: 0.0, 1: 0.0}
+    counts = []
+    for state, prev_dones, started in actor.records:
+        for slot in range(2):
+            if slot in started:
+                seen[slot] = 0.0
+            # The state before a step holds the episodes closed by the done flags read so far.
+            assert state[slot, -1].item() == seen[slot]
+            counts.append(seen[slot])
+            seen[slot] += float(prev_dones[slot])
+    # Three one-pull episodes per trial: a trial's steps read 0, 0, 1 (the flag read at the
+    # third step is counted in that step's input, 2/3, and the next trial starts from 0).
+    assert counts.count(1.0) == 4 and max(counts) == 1.0
+    with torch.no_grad():
+        trial = algorithm.policy(
+            torch.zeros(3, 1), torch.zeros(3, 1), torch.ones(3, 1), torch.tensor([[0.0], [1], [1]]),
+            algorithm.policy.initial_state(1),
+        )
+    assert trial[2][0, -1].item() == 2.0
+    # The count reaches the action head: the same step later in the trial is played differently.
+    later = algorithm.policy.initial_state(1)
+    later[0, -1] = 2.0
+    with torch.no_grad():
+        step = [torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, 1)]
+        early_logits = algorithm.policy(*step, algorithm.policy.initial_state(1))[0].logits
+        late_logits = algorithm.policy(*step, later)[0].logits
+    assert not torch.allclose(early_logits, late_logits, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="trial_episodes"):
+        RecurrentPolicy(gym.spaces.Discrete(2), gym.spaces.Discrete(2), [], 4, trial_episodes=0)
+
+
 def test_start_sequences_resets_only_the_given_slots():
     config = small_config("rlmeta/Bandit-v0", {"arms": 2})
     algorithm, _ = build(config)
@@ -114,15 +151,20 @@ def test_sampling_is_exactly_reproducible_from_the_seed():
 
 
 @pytest.mark.parametrize(
-    ("env", "kwargs", "value_network"),
+    ("env", "kwargs", "value_network", "progress"),
     [
-        ("rlmeta/TabularMDP-v0", {}, "shared"),  # discrete actions, 10-step episodes
-        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "shared"),  # Gaussian actions
-        ("rlmeta/TabularMDP-v0", {}, "separate"),  # sampling skips the value GRU
+        ("rlmeta/TabularMDP-v0", {}, "shared", False),  # discrete actions, 10-step episodes
+        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "shared", False),  # Gaussian actions
+        ("rlmeta/TabularMDP-v0", {}, "separate", False),  # sampling skips the value GRU
+        ("rlmeta/TabularMDP-v0", {}, "shared", True),  # the episode count rides in the state
+        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "separate", True),  # episodes end early
     ],
 )
-def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(env, kwargs, value_network):
-    config = small_config(env, kwargs, trials_per_task=5, value_network=value_network)
+def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(
+    env, kwargs, value_network, progress
+):
+    config = small_config(env, kwargs, trials_per_task=5, value_network=value_network,
+                          trial_progress_input=progress)
     algorithm, envs = build(config, n_envs=3)  # fewer slots than trials: slots restart
     results = [
         algorithm.run_task(envs, TaskSpec(i, first_task(envs[0], i), seed=100 + i), 0)

@@ -49,6 +49,9 @@ def _check_settings(settings: RL2Config) -> None:
         value = getattr(settings, name)
         if not value >= 0.0:
             raise ValueError(f"rl2.{name} must be >= 0, got {value!r}")
+    if not isinstance(settings.trial_progress_input, bool):
+        raise ValueError(f"rl2.trial_progress_input must be true or false, got "
+                         f"{settings.trial_progress_input!r}")
     for name, choices in (("value_network", VALUE_NETWORKS), ("lr_schedule", LR_SCHEDULES)):
         value = getattr(settings, name)
         if value not in choices:
@@ -106,6 +109,9 @@ class RL2Algorithm:
             activation=config.policy.activation,
             init_log_std=config.policy.init_log_std,
             separate_value=self.settings.value_network == "separate",
+            trial_episodes=(
+                self.settings.episodes_per_trial if self.settings.trial_progress_input else None
+            ),
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.settings.lr, eps=1e-5)
         # Minibatch order; saved in state_dict so a resumed run shuffles as the original would.

@@ -8,6 +8,13 @@ trial (training) or a single step (sampling, `T = 1`).
 The value function reads the same GRU (`separate_value=False`) or a GRU of its own over the same
 inputs (`True`), so the value loss does not shape the policy's features; the recurrent state is
 then the two GRUs' states side by side, `[B, 2 * hidden_size]`.
+
+With `trial_episodes` set, the policy also reads how far through its trial it is: the episodes
+completed so far over `trial_episodes`. What is worth exploring depends on how many episodes are
+left (a finite-horizon Gittins index does), and a GRU learns to count to 100 pulls only slowly.
+The count lives in one extra column at the end of the recurrent state, advanced by the done flags
+the policy reads anyway, so sampling step by step and recomputing whole trials agree exactly.
+This input is rlmeta's option, not the paper's (Duan et al. feed only s, a, r, d).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class RecurrentPolicy(nn.Module):
         activation: str = "tanh",
         init_log_std: float = 0.0,
         separate_value: bool = False,
+        trial_episodes: int | None = None,
     ) -> None:
         super().__init__()
         _check_space("observation_space", observation_space)
@@ -69,13 +77,20 @@ class RecurrentPolicy(nn.Module):
         self.discrete_actions = isinstance(action_space, gym.spaces.Discrete)
         self.observation_width = _space_width(observation_space)
         self.action_width = _space_width(action_space)
+        if trial_episodes is not None and trial_episodes < 1:
+            raise ValueError(f"RL² trial_episodes must be >= 1 or None, got {trial_episodes}")
         self.gru_size = hidden_size
         self.separate_value = separate_value
-        # Width of the recurrent state carried between calls (both GRUs' when separate).
-        self.hidden_size = hidden_size * (2 if separate_value else 1)
+        self.trial_episodes = trial_episodes
+        # Width of the recurrent state carried between calls: both GRUs' when separate, plus
+        # the trial's episode count when the policy reads its progress.
+        self.hidden_size = hidden_size * (2 if separate_value else 1) + (
+            1 if trial_episodes is not None else 0
+        )
 
-        # Observation, previous action, previous reward, previous done.
+        # Observation, previous action, previous reward, previous done (, trial progress).
         input_width = self.observation_width + self.action_width + 2
+        input_width += 1 if trial_episodes is not None else 0
 
         def recurrent_core() -> tuple[nn.Sequential, nn.GRU]:
             width, layers = input_width, []
@@ -112,6 +127,7 @@ class RecurrentPolicy(nn.Module):
         prev_actions: torch.Tensor,
         prev_rewards: torch.Tensor,
         prev_dones: torch.Tensor,
+        episodes_done: torch.Tensor | None,
     ) -> torch.Tensor:
         lead = prev_rewards.shape  # [T, B]
         if self.discrete_observations:
@@ -124,16 +140,15 @@ class RecurrentPolicy(nn.Module):
             act = nn.functional.one_hot(prev_actions.long().reshape(lead), self.action_width)
         else:
             act = prev_actions.reshape(*lead, self.action_width)
-        features = torch.cat(
-            [
-                obs.float(),
-                act.float(),
-                prev_rewards.float().unsqueeze(-1),
-                prev_dones.float().unsqueeze(-1),
-            ],
-            dim=-1,
-        )
-        return features
+        columns = [
+            obs.float(),
+            act.float(),
+            prev_rewards.float().unsqueeze(-1),
+            prev_dones.float().unsqueeze(-1),
+        ]
+        if episodes_done is not None:
+            columns.append((episodes_done / self.trial_episodes).unsqueeze(-1))
+        return torch.cat(columns, dim=-1)
 
     def forward(
         self,
@@ -155,7 +170,13 @@ class RecurrentPolicy(nn.Module):
                 f"RL² policy inputs must be time-major [T, B], got rewards of shape "
                 f"{tuple(prev_rewards.shape)}"
             )
-        features = self._features(observations, prev_actions, prev_rewards, prev_dones)
+        episodes_done = None
+        if self.trial_episodes is not None:
+            # A done flag read at step t closed an episode before t: the count at t includes it.
+            episodes_done = state[:, -1] + torch.cumsum(prev_dones.float(), dim=0)
+        features = self._features(
+            observations, prev_actions, prev_rewards, prev_dones, episodes_done
+        )
         policy_state = state[:, : self.gru_size]
         outputs, final = self.gru(self.encoder(features), policy_state.unsqueeze(0))
         final = final.squeeze(0)
@@ -164,7 +185,7 @@ class RecurrentPolicy(nn.Module):
             if compute_values:
                 values = self.value_head(outputs).squeeze(-1)
         else:
-            value_state = state[:, self.gru_size :]
+            value_state = state[:, self.gru_size : 2 * self.gru_size]
             if compute_values:
                 value_outputs, value_final = self.value_gru(
                     self.value_encoder(features), value_state.unsqueeze(0)
@@ -172,6 +193,8 @@ class RecurrentPolicy(nn.Module):
                 values = self.value_head(value_outputs).squeeze(-1)
                 value_state = value_final.squeeze(0)
             final = torch.cat([final, value_state], dim=-1)
+        if episodes_done is not None:
+            final = torch.cat([final, episodes_done[-1].unsqueeze(-1)], dim=-1)
         head = self.action_head(outputs)
         if self.discrete_actions:
             # No argument validation: it costs more than the forward on per-step sampling batches.
