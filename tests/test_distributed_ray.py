@@ -58,6 +58,8 @@ def shared(ray_instance):
 def runtime(shared: RayRuntime):
     shared.config = config()
     shared.tasks_per_call = 1
+    # A worker killed by an earlier test may still be restarting; each test starts with all up.
+    assert shared.wait_for_workers() == len(shared.workers)
     shared.timings()
     return shared
 
@@ -250,6 +252,7 @@ def test_killed_worker_mid_chunk_gives_the_undisturbed_results(runtime: RayRunti
     ray.kill(runtime.workers[0], no_restart=False)
     assert fakes.same_results(expected, runtime.collect(handle))
     assert runtime.timings()["restarted_workers"] == 1.0
+    assert runtime.wait_for_workers() == 2  # the killed worker comes back
 
 
 def test_killed_worker_mid_iteration_gives_the_undisturbed_results(runtime: RayRuntime) -> None:

@@ -384,6 +384,19 @@ class RayRuntime:
         put_s = ray.get(self.learner.publish.remote(self._version, reset=True))
         self._timings.add("broadcast_s", put_s)
 
+    def wait_for_workers(self, timeout_s: float = 120.0) -> int:
+        """Block until no worker is still coming back from a restart, or `timeout_s` passes;
+        returns how many workers are ready. Sampling never needs this (it sends work to the
+        workers that are ready), but a measurement that assumes every worker is up does: on a
+        loaded machine a restarted worker can take many seconds to answer."""
+        deadline = time.monotonic() + timeout_s
+        while self._probes and time.monotonic() < deadline:
+            done, _ = ray.wait(list(self._probes), num_returns=1,
+                               timeout=max(0.0, deadline - time.monotonic()))
+            for ref in done:
+                self._probed(ref)
+        return sum(state == "ready" for state in self._state)
+
     def timings(self) -> dict[str, float]:
         return self._timings.pop()
 
