@@ -269,20 +269,21 @@ def bayes_optimal_expectation(row: Row) -> float | None:
     return bayes_optimal_trial_value(row.arms, row.episodes)
 
 
+def _task_stream(row: Row, count: int, key: list[int]) -> list[Any]:
+    probe = make_task_env(row.env_id, **row.env_kwargs)
+    return sample_tasks(probe, count, np.random.default_rng(key))
+
+
 def held_out_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
     """The row's held-out tasks, a stream the training loop (seeded with the config's seed)
     never draws from, and the reset seed of the first task's env (task i uses it + i)."""
-    probe = make_task_env(row.env_id, **row.env_kwargs)
-    tasks = sample_tasks(probe, count, np.random.default_rng([seed, 1_000_003]))
-    return tasks, 7_000_000 + seed
+    return _task_stream(row, count, [seed, 1_000_003]), 7_000_000 + seed
 
 
 def validation_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
     """Tasks for choosing between trained policies, drawn from neither the training stream nor
     the held-out one, so the table's figure is not also the figure a choice was made on."""
-    probe = make_task_env(row.env_id, **row.env_kwargs)
-    tasks = sample_tasks(probe, count, np.random.default_rng([seed, 2_000_003]))
-    return tasks, 8_000_000 + seed
+    return _task_stream(row, count, [seed, 2_000_003]), 8_000_000 + seed
 
 
 def compare_policies(
