@@ -379,11 +379,14 @@ def run_row(
     }
 
 
+def _mean_se(value: dict[str, float]) -> str:
+    return f"{value['mean']:.2f} ± {value['se']:.2f}"
+
+
 def _cell(result: dict[str, Any], name: str) -> str:
     if name not in result["measured"]:
         return "not trained (budget)" if name == "rl2" else "—"
-    value = result["measured"][name]
-    return f"{value['mean']:.2f} ± {value['se']:.2f}"
+    return _mean_se(result["measured"][name])
 
 
 def _steps(result: dict[str, Any]) -> str:
@@ -678,10 +681,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare is not None:
         torch.set_num_threads(args.threads)
         result = compare_policies(*args.compare, args.tasks, args.seed, args.eval_batch)
-        cell = {k: f"{v['mean']:.2f} ± {v['se']:.2f}" for k, v in result.items() if k in
-                ("base", "candidate", "candidate_minus_base")}
-        print(f"{result['row']}, {result['tasks']} validation tasks: base {cell['base']}, "
-              f"candidate {cell['candidate']}, candidate − base {cell['candidate_minus_base']}")
+        print(f"{result['row']}, {result['tasks']} validation tasks: base "
+              f"{_mean_se(result['base'])}, candidate {_mean_se(result['candidate'])}, "
+              f"candidate − base {_mean_se(result['candidate_minus_base'])}")
         return
     command = "python -m benchmarks.rl2_tables " + " ".join(
         shlex.quote(a) for a in _row_arguments(sys.argv[1:] if argv is None else argv)
