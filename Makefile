@@ -38,8 +38,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n10.yaml --only bandit-10-10 --budget 8000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n10.yaml --only bandit-10-50 --budget 12000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n100.yaml --only bandit-100-5 --budget 40000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n100.yaml --only bandit-100-10 --budget 40000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n100.yaml --only bandit-100-50 --budget 40000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n100.yaml --only bandit-100-10 --budget 80000000 --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n100.yaml --only bandit-100-50 --budget 80000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 110000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 17824000 --merge
 	# RL² beside MAML on the same tasks (benchmarks/results/rl2_locomotion_navigation.md).
