@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         help="MAML inner steps to evaluate, 0..K (default: 3); ignored by RL²",
     )
+    evaluate.add_argument(
+        "--actions",
+        choices=("sample", "mode"),
+        help="RL² only: sample actions as in training, or act on the policy's most probable "
+        "action (default: the run's rl2.eval_actions, sample unless set)",
+    )
     evaluate.add_argument("--out", help="output directory (default: <run dir>/eval-<split>)")
     evaluate.add_argument(
         "--workers", type=_non_negative_int, help="rollout workers (default: the run's config)"
@@ -232,6 +238,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out_dir=args.out,
         workers=args.workers,
         address=args.address,
+        actions=args.actions,
     )
     tasks = max(s.tasks for s in report.summaries)
     print(f"checkpoint {report.checkpoint}, {tasks} {report.split} tasks (mean ± 95% CI):")

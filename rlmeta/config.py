@@ -112,6 +112,9 @@ class RL2Config:
     reward_scale: float = 1.0
     """Multiplies rewards in value targets and advantages only; policy inputs keep raw rewards.
     Aim for discounted trial returns of order 1-10 (README, "What rlmeta does")."""
+    eval_actions: str = "sample"
+    """How evaluation acts: sample, as training does; or mode, the policy's most probable action
+    (the mean of a Gaussian head). Training always samples."""
 
 
 @dataclass

@@ -34,6 +34,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "maml.estimator": ("maml", "dice"),
     "rl2.value_network": ("shared", "separate"),
     "rl2.lr_schedule": ("constant", "linear"),
+    "rl2.eval_actions": ("sample", "mode"),
 }
 
 # Numeric ranges by dotted key: (low, high, low_inclusive, high_inclusive); None is unbounded.

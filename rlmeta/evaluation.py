@@ -107,11 +107,19 @@ def evaluation_config(
     split: str,
     workers: int | None = None,
     address: str | None = None,
+    actions: str | None = None,
 ) -> ExperimentConfig:
-    """The run's config set up for evaluation: the env's split, optionally other workers."""
+    """The run's config set up for evaluation: the env's split, optionally other workers and
+    (RL²) how actions are chosen."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     changes: dict[str, Any] = {}
+    if actions is not None:
+        if config.algorithm != "rl2":
+            raise ValueError(f"actions applies to RL² runs; this run's algorithm is "
+                             f"{config.algorithm!r}, whose evaluation samples (MAML adapts on "
+                             f"sampled episodes)")
+        changes["rl2"] = {**dataclasses.asdict(config.rl2), "eval_actions": actions}
     if config.env == "rlmeta/MetaWorld-v0" or "split" in config.env_kwargs:
         changes["env_kwargs"] = {**config.env_kwargs, "split": split}
     if workers is not None:
@@ -162,14 +170,18 @@ def evaluate(
     out_dir: str | Path | None = None,
     workers: int | None = None,
     address: str | None = None,
+    actions: str | None = None,
 ) -> EvaluationReport:
     """Evaluate a run's newest checkpoint (or a checkpoint file); write CSV and plot to `out_dir`.
 
-    Default `out_dir`: `<run_dir>/eval-<split>` next to the checkpoints folder.
+    Default `out_dir`: `<run_dir>/eval-<split>` next to the checkpoints folder. `actions`
+    (RL² only) overrides the run's `rl2.eval_actions`: sample, or mode.
     """
     path = checkpoint.resolve_checkpoint(target)
     state = checkpoint.load_checkpoint(path)
-    config = evaluation_config(config_from_dict(state["config"]), split, workers, address)
+    config = evaluation_config(
+        config_from_dict(state["config"]), split, workers, address, actions
+    )
     n_tasks = config.eval_tasks if n_tasks is None else n_tasks
     adapt_steps = default_adapt_steps(config) if adapt_steps is None else adapt_steps
     if adapt_steps < 0:

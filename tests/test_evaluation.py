@@ -82,6 +82,17 @@ def test_meta_world_split_reaches_the_env_kwargs() -> None:
         evaluation.evaluation_config(config, "val")
 
 
+def test_actions_override_reaches_rl2_settings_and_is_refused_for_maml() -> None:
+    from rlmeta.config_io import config_from_dict
+
+    rl2 = config_from_dict({"algorithm": "rl2", "env": "rlmeta/Bandit-v0"})
+    assert rl2.rl2.eval_actions == "sample"
+    assert evaluation.evaluation_config(rl2, "test", actions="mode").rl2.eval_actions == "mode"
+    assert evaluation.evaluation_config(rl2, "test").rl2.eval_actions == "sample"
+    with pytest.raises(ValueError, match="actions applies to RL² runs"):
+        evaluation.evaluation_config(make_config(), "test", actions="mode")
+
+
 def test_evaluate_a_run_writes_csv_plot_and_beats_the_baseline(tmp_path: Path) -> None:
     train(make_config(iterations=4), tmp_path / "run")
     report = evaluate(tmp_path / "run", n_tasks=6, adapt_steps=2)

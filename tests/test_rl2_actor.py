@@ -185,6 +185,40 @@ def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(
     torch.testing.assert_close(recomputed[real], batch.old_log_probs[real], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("env", "kwargs"),
+    [("rlmeta/TabularMDP-v0", {}), ("rlmeta/Navigation2D-v0", {"horizon": 6})],
+)
+def test_mode_actions_are_the_most_probable_action_at_every_step(env, kwargs):
+    config = small_config(env, kwargs, trials_per_task=4)
+    algorithm, envs = build(config, n_envs=4)
+    task = first_task(envs[0])
+    results = algorithm.run_tasks(envs, [TaskSpec(0, task, seed=21)], 0, actions="mode")
+    batch = collate_trials(results)
+    with torch.no_grad():
+        distribution, _, _ = algorithm.policy(
+            batch.observations, batch.prev_actions, batch.prev_rewards, batch.prev_dones,
+            batch.initial_states,
+        )
+    real = batch.mask > 0
+    if algorithm.policy.discrete_actions:
+        expected = distribution.logits.argmax(dim=-1)
+        assert torch.equal(batch.actions[real].long(), expected[real])
+    else:
+        expected = distribution.base_dist.loc
+        torch.testing.assert_close(batch.actions[real], expected[real], atol=1e-5, rtol=1e-5)
+    # Sampling from the same seed takes other actions, so the check above is not vacuous.
+    sampled = algorithm.run_tasks(envs, [TaskSpec(0, task, seed=21)], 0)[0].rollouts[0]
+    assert not np.array_equal(sampled.actions, results[0].rollouts[0].actions)
+
+
+def test_an_unknown_action_mode_is_rejected_with_the_choices():
+    config = small_config("rlmeta/Bandit-v0", {"arms": 3})
+    algorithm, _ = build(config)
+    with pytest.raises(ValueError, match="actions must be one of sample, mode, got 'greedy'"):
+        RecurrentActor(algorithm.policy, torch.Generator(), actions="greedy")
+
+
 def test_a_separate_value_gru_keeps_value_and_policy_gradients_apart():
     config = small_config("rlmeta/TabularMDP-v0", value_network="separate")
     algorithm, envs = build(config)

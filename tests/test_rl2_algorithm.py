@@ -196,7 +196,7 @@ def test_weights_are_cpu_copies_and_mismatched_weights_are_rejected():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("trials_per_task", 0), ("gamma", 1.5), ("clip", 0.0), ("lr_schedule", "cosine"),
-     ("trial_progress_input", "yes")],
+     ("trial_progress_input", "yes"), ("eval_actions", "greedy")],
 )
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"rl2.{field}"):
@@ -249,3 +249,19 @@ def test_evaluate_task_reports_returns_and_successes_per_episode():
     assert metrics["return/trial"] == pytest.approx(sum(metrics[f"success/episode_{i}"]
                                                         for i in range(4)))
     assert metrics == algorithm.evaluate_task(envs, TaskSpec(0, {"target": 1}, seed=3), 0)
+
+
+def test_evaluate_task_acts_on_the_mode_when_eval_actions_says_so():
+    def trial_returns(eval_actions: str) -> list[float]:
+        config = small_config(f"{__name__}:GuessEnv", {}, trials_per_task=6,
+                              episodes_per_trial=4, eval_actions=eval_actions)
+        algorithm, envs = build(config)  # the same initial weights for both modes
+        return [algorithm.evaluate_task(envs, TaskSpec(0, {"target": t}, seed=s), 0)
+                ["return/trial"] for t in range(3) for s in (3, 4)]
+
+    mode = trial_returns("mode")
+    # GuessEnv is deterministic, so acting on the mode repeats one trial exactly: the mean over
+    # six trials is a whole number of hits, and the reset seed changes nothing.
+    assert all(float(value).is_integer() for value in mode)
+    assert mode[0::2] == mode[1::2]
+    assert trial_returns("sample") != mode

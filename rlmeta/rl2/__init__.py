@@ -2,17 +2,19 @@
 
 from rlmeta.rl2.actor import RecurrentActor
 from rlmeta.rl2.algorithm import RL2Algorithm, trial_metrics
-from rlmeta.rl2.policy import RecurrentPolicy, sample_actions
+from rlmeta.rl2.policy import ACTION_MODES, RecurrentPolicy, mode_actions, sample_actions
 from rlmeta.rl2.ppo import PPOLoss, ppo_loss
 from rlmeta.rl2.trials import TrialBatch, collate_trials
 
 __all__ = [
+    "ACTION_MODES",
     "PPOLoss",
     "RL2Algorithm",
     "RecurrentActor",
     "RecurrentPolicy",
     "TrialBatch",
     "collate_trials",
+    "mode_actions",
     "ppo_loss",
     "sample_actions",
     "trial_metrics",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlmeta.rl2.policy import RecurrentPolicy, sample_actions
+from rlmeta.rl2.policy import ACTION_MODES, RecurrentPolicy, mode_actions, sample_actions
 
 
 class RecurrentActor:
@@ -18,11 +18,19 @@ class RecurrentActor:
     state of a slot carries across the episodes of its trial. The state every trial started from
     is recorded in the order trials were started (the sampler's sequence order), so the learner
     can recompute each trial from exactly that state.
+
+    `actions="mode"` acts on the most probable action instead of sampling: for evaluation only
+    (training needs the sampled actions and their log-probabilities).
     """
 
-    def __init__(self, policy: RecurrentPolicy, generator: torch.Generator) -> None:
+    def __init__(
+        self, policy: RecurrentPolicy, generator: torch.Generator, actions: str = "sample"
+    ) -> None:
+        if actions not in ACTION_MODES:
+            raise ValueError(f"actions must be one of {', '.join(ACTION_MODES)}, got {actions!r}")
         self.policy = policy
         self.generator = generator
+        self.actions = actions
         self._state: torch.Tensor | None = None
         self._initial_states: list[torch.Tensor] = []
 
@@ -91,7 +99,10 @@ class RecurrentActor:
             compute_values=False,
         )
         self._state[:batch] = state
-        actions = sample_actions(distribution, self.generator)
+        if self.actions == "mode":
+            actions = mode_actions(distribution)
+        else:
+            actions = sample_actions(distribution, self.generator)
         log_probs = distribution.log_prob(actions.to(device))
         actions_np = actions[0].cpu().numpy()
         if self.policy.discrete_actions:

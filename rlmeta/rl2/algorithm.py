@@ -21,7 +21,7 @@ from rlmeta.config import ExperimentConfig, RL2Config
 from rlmeta.device import resolve_device
 from rlmeta.returns import gae
 from rlmeta.rl2.actor import RecurrentActor
-from rlmeta.rl2.policy import RecurrentPolicy
+from rlmeta.rl2.policy import ACTION_MODES, RecurrentPolicy
 from rlmeta.rl2.ppo import normalize_advantages, ppo_loss
 from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
 from rlmeta.rollout import Rollout, sample_rollout, set_task_on
@@ -52,7 +52,8 @@ def _check_settings(settings: RL2Config) -> None:
     if not isinstance(settings.trial_progress_input, bool):
         raise ValueError(f"rl2.trial_progress_input must be true or false, got "
                          f"{settings.trial_progress_input!r}")
-    for name, choices in (("value_network", VALUE_NETWORKS), ("lr_schedule", LR_SCHEDULES)):
+    for name, choices in (("value_network", VALUE_NETWORKS), ("lr_schedule", LR_SCHEDULES),
+                          ("eval_actions", ACTION_MODES)):
         value = getattr(settings, name)
         if value not in choices:
             raise ValueError(
@@ -126,15 +127,17 @@ class RL2Algorithm:
         spec: TaskSpec,
         weights_version: int,
         num_trials: int | None = None,
+        actions: str = "sample",
     ) -> Rollout:
         """`num_trials` (default `trials_per_task`) trials on `spec.task`; exact given `spec.seed`.
 
         Each trial's starting hidden state is stored in `rollout.extras["initial_state"]`.
+        `actions="mode"` acts on the policy's most probable action (evaluation only).
         """
         if not envs:
             raise ValueError("RL² sampling needs at least one env, got an empty list")
         set_task_on(envs, spec.task, spec.index)
-        actor = RecurrentActor(self.policy, torch.Generator().manual_seed(spec.seed))
+        actor = RecurrentActor(self.policy, torch.Generator().manual_seed(spec.seed), actions)
         rollout = sample_rollout(
             envs,
             actor,
@@ -157,6 +160,7 @@ class RL2Algorithm:
         specs: list[TaskSpec],
         weights_version: int,
         num_trials: int | None = None,
+        actions: str = "sample",
     ) -> list[TaskResult]:
         """`num_trials` (T, default `trials_per_task`) trials on each spec, all stepped together:
         one policy forward per step for every trial of the call, which is what makes tiny envs
@@ -165,7 +169,7 @@ class RL2Algorithm:
         Spec k runs in env slots `[k*T, (k+1)*T)`, one trial per slot; trial i of a spec resets
         with `spec.seed + i` as in `run_task`. The actions come from one generator seeded with
         the first spec's seed, so a spec's episodes depend on the whole call's specs: the
-        runtime keeps a call's specs fixed for that reason.
+        runtime keeps a call's specs fixed for that reason. `actions` as in `sample_trials`.
         """
         trials = num_trials or self.settings.trials_per_task
         if not specs:
@@ -178,7 +182,9 @@ class RL2Algorithm:
         envs = envs[: len(specs) * trials]
         for k, spec in enumerate(specs):
             set_task_on(envs[k * trials : (k + 1) * trials], spec.task, spec.index)
-        actor = RecurrentActor(self.policy, torch.Generator().manual_seed(specs[0].seed))
+        actor = RecurrentActor(
+            self.policy, torch.Generator().manual_seed(specs[0].seed), actions
+        )
         rollout = sample_rollout(
             envs,
             actor,
@@ -205,10 +211,13 @@ class RL2Algorithm:
 
         RL² adapts in its hidden state, not by gradient steps, so `adapt_steps` is ignored: a
         trial always has the trained `episodes_per_trial` episodes. Means over `trials_per_task`
-        trials; `success/episode_i` too when the env reports `info["success"]`.
+        trials; `success/episode_i` too when the env reports `info["success"]`. Acts as
+        `rl2.eval_actions` says.
         """
         del adapt_steps
-        rollout = self.sample_trials(envs, spec, weights_version=self.updates)
+        rollout = self.sample_trials(
+            envs, spec, weights_version=self.updates, actions=self.settings.eval_actions
+        )
         return trial_metrics(rollout.episode_returns(), rollout.successes)
 
     # -- learner side ------------------------------------------------------------------------

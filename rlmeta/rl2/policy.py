@@ -207,6 +207,20 @@ class RecurrentPolicy(nn.Module):
         return distribution, values, final
 
 
+# How an actor picks its action from the policy's distribution: `sample` draws from it (training
+# always does; PPO needs it), `mode` takes its most probable action (the mean of a Gaussian head).
+ACTION_MODES = ("sample", "mode")
+
+
+def mode_actions(distribution: Distribution) -> torch.Tensor:
+    """The most probable action of each distribution in the batch: argmax or Gaussian mean."""
+    if isinstance(distribution, Categorical):
+        return distribution.logits.argmax(dim=-1)
+    if isinstance(distribution, Independent) and isinstance(distribution.base_dist, Normal):
+        return distribution.base_dist.loc
+    raise TypeError(f"no mode for {type(distribution).__name__}; expected Categorical or Normal")
+
+
 def sample_actions(distribution: Distribution, generator: torch.Generator) -> torch.Tensor:
     """Draw actions from a policy distribution with an explicit generator (exactly reproducible).
 
