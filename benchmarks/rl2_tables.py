@@ -22,6 +22,10 @@ Settings are chosen between two saved policies of a row on validation tasks, a t
 stream, so that the held-out figure is not also the one the choice was made on:
 
     python -m benchmarks.rl2_tables --compare runs/rl2_tables/bandit-100-50.pt runs/other.pt
+
+How a trained row acts in the table is chosen the same way: its policy plays the validation tasks
+sampling its actions (as in training) and acting on its most probable action; the table reports
+the mode only where it scored more there (paired), and shows both held-out figures.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from rlmeta import checkpoint
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
-from rlmeta.rl2 import RL2Algorithm
+from rlmeta.rl2 import ACTION_MODES, RL2Algorithm
 from rlmeta.tasks import make_task_env, sample_tasks
 from rlmeta.train import draw_task_specs
 
@@ -229,17 +233,23 @@ def load_policy(path: Path) -> tuple[Row, Training, str]:
 
 
 def evaluate_rl2(
-    algorithm: RL2Algorithm, config: ExperimentConfig, tasks: list[Any], seed: int, batch: int
+    algorithm: RL2Algorithm,
+    config: ExperimentConfig,
+    tasks: list[Any],
+    seed: int,
+    batch: int,
+    actions: str = "sample",
 ) -> np.ndarray:
     """Return of each episode of one trial per held-out task, `[tasks, episodes_per_trial]`,
     `batch` tasks per `RL2Algorithm.run_tasks` call; held-out task i resets with seed
-    `seed + i`."""
+    `seed + i`. `actions`: sample, or act on the policy's mode."""
     returns = np.zeros((len(tasks), config.rl2.episodes_per_trial))
     envs = [make_task_env(config.env, **config.env_kwargs) for _ in range(min(batch, len(tasks)))]
     for start in range(0, len(tasks), batch):
         chunk = [TaskSpec(start + k, task, seed + start + k)
                  for k, task in enumerate(tasks[start : start + batch])]
-        results = algorithm.run_tasks(envs, chunk, algorithm.updates, num_trials=1)
+        results = algorithm.run_tasks(envs, chunk, algorithm.updates, num_trials=1,
+                                      actions=actions)
         returns[start : start + len(chunk)] = [r.rollouts[0].episode_returns()[0]
                                                for r in results]
     return returns
@@ -304,6 +314,20 @@ def compare_policies(
             "candidate_minus_base": summary(returns[1] - returns[0])}
 
 
+def choose_actions(run: Training, row: Row, count: int, seed: int, batch: int) -> dict[str, Any]:
+    """Sample or act on the mode: the policy plays `count` validation tasks both ways, and the
+    mode is chosen only if its paired gain there is positive (sampling is how it was trained)."""
+    tasks, env_seed = validation_tasks(row, count, seed)
+    returns = {
+        actions: evaluate_rl2(run.algorithm, run.config, tasks, env_seed, batch, actions).sum(1)
+        for actions in ACTION_MODES
+    }
+    gain = summary(returns["mode"] - returns["sample"])
+    return {"chosen": "mode" if gain["mean"] > 0 else "sample", "validation_tasks": count,
+            **{actions: summary(values) for actions, values in returns.items()},
+            "mode_minus_sample": gain}
+
+
 # The (near-)optimal bandit policies RL² is paired with, task by task.
 PAIRED_REFERENCES = {"bayes_optimal": "Bayes-optimal", "gittins": "Gittins"}
 
@@ -339,10 +363,14 @@ def run_row(
     trained = run.algorithm is not None
     tasks, eval_seed = held_out_tasks(row, args.tasks, args.seed)
     per_episode = baselines(row, tasks, eval_seed)
+    actions = None
     if run.algorithm is not None:
-        per_episode["rl2"] = evaluate_rl2(
-            run.algorithm, config, tasks, eval_seed, args.eval_batch
-        )
+        actions = choose_actions(run, row, args.tasks, args.seed, args.eval_batch)
+        both = {mode: evaluate_rl2(run.algorithm, config, tasks, eval_seed, args.eval_batch, mode)
+                for mode in ACTION_MODES}
+        per_episode["rl2"] = both[actions["chosen"]]
+        # Both figures are kept, so that the choice made on validation tasks can be checked.
+        actions["held_out"] = {mode: summary(values.sum(axis=1)) for mode, values in both.items()}
     measured = {name: returns.sum(axis=1) for name, returns in per_episode.items()}
     paired = {}
     for reference in PAIRED_REFERENCES:
@@ -365,6 +393,7 @@ def run_row(
         "paper": paper,
         "bayes_optimal_expected": bayes_optimal_expectation(row),
         "rl2_trained": trained,
+        "rl2_actions": actions,
         "rl2_env_steps": run.env_steps,
         "rl2_updates": run.updates,
         "rl2_train_seconds": run.seconds,
@@ -387,6 +416,44 @@ def _cell(result: dict[str, Any], name: str) -> str:
     if name not in result["measured"]:
         return "not trained (budget)" if name == "rl2" else "—"
     return _mean_se(result["measured"][name])
+
+
+def _acts(result: dict[str, Any]) -> str:
+    if not result["rl2_trained"]:
+        return "—"
+    # Rows measured before the choice existed were sampled.
+    return (result.get("rl2_actions") or {}).get("chosen", "sample")
+
+
+def _actions_note(rows: list[dict[str, Any]]) -> list[str]:
+    """How each trained row acts in the table, and the validation figures it was chosen on."""
+    choices = []
+    for r in rows:
+        actions = r.get("rl2_actions")
+        if not actions:
+            continue
+        held_out = actions["held_out"]
+        choices.append(
+            f"{_row_label(r)}: {actions['mode_minus_sample']['mean']:+.3f} ± "
+            f"{actions['mode_minus_sample']['se']:.3f} → {actions['chosen']} (held-out: "
+            f"sampled {held_out['sample']['mean']:.2f}, mode {held_out['mode']['mean']:.2f})"
+        )
+    if not choices:
+        return []
+    return [
+        "",
+        "*RL² acts*: how the trained policy picks its action in the table. *sample* draws it "
+        "from the policy's action distribution, as training does; *mode* takes the most "
+        "probable action (the paper does not say which its figures used). Each row's choice "
+        "was made on validation tasks, a task stream neither training nor the table draws "
+        "from: the policy played them both ways, and the mode is used only where it scored "
+        "more, paired task by task. Mode minus sampled on the validation tasks, the choice, and "
+        "both held-out figures: " + "; ".join(choices) + ".",
+    ]
+
+
+def _row_label(result: dict[str, Any]) -> str:
+    return f"{result['n']}, {result['k']}" if result["family"] == "bandit" else f"n = {result['n']}"
 
 
 def _steps(result: dict[str, Any]) -> str:
@@ -488,16 +555,16 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "## Bernoulli bandits",
             "",
             "| n, k | Random | TS | UCB1 | ε-greedy | greedy | Gittins | Bayes-optimal | "
-            "RL² (rlmeta) | RL² (paper) | Gittins (paper) | Bayes-optimal, exact expectation | "
-            "RL² env steps | wall s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "RL² (rlmeta) | RL² acts | RL² (paper) | Gittins (paper) | "
+            "Bayes-optimal, exact expectation | RL² env steps | wall s |",
+            "| --- |" + " --- |" * 14,
         ]
         for r in bandits:
             cells = [_cell(r, name) for name in BANDIT_LABELS]  # the header's column order
             expected = r.get("bayes_optimal_expected")
             lines.append(
                 f"| {r['n']}, {r['k']} | " + " | ".join(cells)
-                + f" | {r['paper']['rl2']} | {r['paper']['gittins']} | "
+                + f" | {_acts(r)} | {r['paper']['rl2']} | {r['paper']['gittins']} | "
                 + (f"{expected:.3f}" if expected is not None else "—")
                 + f" | {_steps(r)} | {r['wall_seconds']:.0f} |"
             )
@@ -514,6 +581,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "to check it is within 0.1% of Bayes-optimal, so for 100 pulls it stands in for the "
             "ceiling the exact policy cannot reach.",
         ]
+        lines += _actions_note(bandits)
         for reference, label in PAIRED_REFERENCES.items():
             differences = [
                 f"{r['n']}, {r['k']}: {d['mean']:+.3f} ± {d['se']:.3f}"
@@ -534,15 +602,15 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += [
             "## Random tabular MDPs",
             "",
-            "| n | Random | ε-greedy | greedy | PSRL | RL² (rlmeta) | RL² (paper) | PSRL (paper) | "
-            "RL² env steps | wall s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| n | Random | ε-greedy | greedy | PSRL | RL² (rlmeta) | RL² acts | RL² (paper) | "
+            "PSRL (paper) | RL² env steps | wall s |",
+            "| --- |" + " --- |" * 10,
         ]
         for r in mdps:
             cells = [_cell(r, name) for name in MDP_LABELS]  # the header's column order
             lines.append(
                 f"| {r['n']} | " + " | ".join(cells)
-                + f" | {r['paper']['rl2']} | {r['paper']['psrl']} | {_steps(r)} | "
+                + f" | {_acts(r)} | {r['paper']['rl2']} | {r['paper']['psrl']} | {_steps(r)} | "
                 f"{r['wall_seconds']:.0f} |"
             )
         lines += [
@@ -551,8 +619,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "(the task distribution's own priors: rewards N(1, 1), transitions flat Dirichlet); "
             "*PSRL* plans each episode on one model drawn from the same posterior (posterior "
             "sampling, Osband et al. 2013). None is tuned.",
-            "",
         ]
+        lines += _actions_note(mdps)
+        lines.append("")
         lines += _adaptation_tables([r for r in mdps if r.get("per_episode")])
     trained = [r for r in results if r["rl2_trained"]]
     if trained:

@@ -216,7 +216,7 @@ def test_a_saved_policy_re_measures_exactly_without_retraining(tmp_path: Path) -
         measured["rl2"]["mean"] - measured["gittins"]["mean"]
     )
     for key in ("measured", "per_episode", "paired", "rl2_env_steps", "rl2_updates",
-                "rl2_train_seconds", "rl2_settings", "rl2_curve", "command"):
+                "rl2_train_seconds", "rl2_settings", "rl2_curve", "rl2_actions", "command"):
         assert evaluated[key] == trained[key], key
     # Tensors and plain data only, in the layout `rlmeta evaluate` reads.
     state = torch.load(saved, weights_only=True)
@@ -270,3 +270,39 @@ def test_compare_pairs_two_saved_policies_on_validation_not_held_out_tasks(
         compare_policies(base, other / "bandit-10-10.pt", 4, 0, 2)
     with pytest.raises(SystemExit):
         parse_args(["--compare", str(base), str(candidate), "--evaluate", str(base)])
+
+
+@pytest.mark.parametrize(("gain", "chosen"), [(0.5, "mode"), (0.0, "sample"), (-0.5, "sample")])
+def test_the_mode_is_used_only_where_it_beat_sampling_on_validation_tasks(
+    monkeypatch: pytest.MonkeyPatch, gain: float, chosen: str
+) -> None:
+    import benchmarks.rl2_tables as tables
+
+    seen = []
+
+    def fake_evaluate(algorithm, config, tasks, seed, batch, actions="sample"):
+        seen.append((seed, actions))
+        base = np.arange(len(tasks), dtype=float)[:, None]
+        return base + (gain if actions == "mode" else 0.0)
+
+    monkeypatch.setattr(tables, "evaluate_rl2", fake_evaluate)
+    row = next(r for r in ROWS if r.name == "bandit-10-5")
+    choice = tables.choose_actions(tables.Training(None), row, 8, 0, 4)
+    assert choice["chosen"] == chosen
+    assert choice["mode_minus_sample"]["mean"] == pytest.approx(gain)
+    # Both ways on the validation stream's env seeds, never on the held-out ones.
+    _, validation_seed = tables.validation_tasks(row, 8, 0)
+    assert sorted(seen) == [(validation_seed, "mode"), (validation_seed, "sample")]
+
+
+def test_a_trained_row_reports_how_it_acts_and_both_held_out_figures(tmp_path: Path) -> None:
+    main(["--budget", "2000", "--hidden-size", "8", "--only", "bandit-10-5", "--tasks", "30",
+          "--out", str(tmp_path), "--save-dir", str(tmp_path / "policies")])
+    row = json.loads((tmp_path / "rl2_tables.json").read_text())["rows"][0]
+    actions = row["rl2_actions"]
+    assert actions["chosen"] == ("mode" if actions["mode_minus_sample"]["mean"] > 0 else "sample")
+    assert row["measured"]["rl2"] == actions["held_out"][actions["chosen"]]
+    table = (tmp_path / "rl2_tables.md").read_text()
+    assert "| RL² (rlmeta) | RL² acts | RL² (paper) |" in table
+    assert f"| {row['measured']['rl2']['mean']:.2f} ± " in table
+    assert f"→ {actions['chosen']} (held-out: sampled " in table

@@ -117,7 +117,8 @@ def test_help_is_complete(capsys, command: str) -> None:
     expected = {
         "train": ["--set", "--run-dir", "--address", "--stop-after", "CONFIG"],
         "resume": ["RUN_DIR", "--stop-after"],
-        "evaluate": ["--tasks", "--split", "--adapt-steps", "--out", "RUN_DIR|CHECKPOINT"],
+        "evaluate": ["--tasks", "--split", "--adapt-steps", "--actions", "--out",
+                     "RUN_DIR|CHECKPOINT"],
         "envs": ["task families"],
         "bench": ["sampler"],
     }[command]
