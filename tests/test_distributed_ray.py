@@ -161,7 +161,9 @@ def test_sampler_benchmark_reports_both_throughputs(ray_instance) -> None:
     row = sampler_benchmark("rlmeta/Navigation2D-v0", workers=1, envs_per_worker=2, steps=300)
     assert row["workers"] == 1 and row["env_steps"] > 0
     assert row["steps_per_s"] > 0 and row["raw_steps_per_s"] > 0
-    assert row["ratio"] == pytest.approx(row["steps_per_s"] / row["raw_steps_per_s"], rel=0.01)
+    # The ratio is rounded to 3 decimals: on a loaded host it can be small enough (0.04) that the
+    # rounding alone is more than 1% of it, so the tolerance is absolute.
+    assert row["ratio"] == pytest.approx(row["steps_per_s"] / row["raw_steps_per_s"], abs=1e-3)
     assert row["broadcast_s"] > 0
 
 
