@@ -33,6 +33,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "maml.outer": ("trpo", "ppo", "reptile"),
     "maml.estimator": ("maml", "dice"),
     "rl2.value_network": ("shared", "separate"),
+    "rl2.recurrent_cell": ("gru", "layer_norm_gru"),
     "rl2.lr_schedule": ("constant", "linear"),
     "rl2.eval_actions": ("sample", "mode"),
 }

@@ -196,9 +196,10 @@ def test_load_time_choices_are_the_ones_the_algorithms_accept() -> None:
     # written twice; this keeps them equal.
     from rlmeta.maml.algorithm import OUTERS
     from rlmeta.rl2.algorithm import LR_SCHEDULES, VALUE_NETWORKS
-    from rlmeta.rl2.policy import ACTION_MODES
+    from rlmeta.rl2.policy import ACTION_MODES, RECURRENT_CELLS
 
     assert CHOICES["maml.outer"] == OUTERS
     assert CHOICES["rl2.value_network"] == VALUE_NETWORKS
     assert CHOICES["rl2.lr_schedule"] == LR_SCHEDULES
     assert CHOICES["rl2.eval_actions"] == ACTION_MODES
+    assert CHOICES["rl2.recurrent_cell"] == tuple(RECURRENT_CELLS)

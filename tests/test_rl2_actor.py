@@ -151,20 +151,22 @@ def test_sampling_is_exactly_reproducible_from_the_seed():
 
 
 @pytest.mark.parametrize(
-    ("env", "kwargs", "value_network", "progress"),
+    ("env", "kwargs", "value_network", "progress", "cell"),
     [
-        ("rlmeta/TabularMDP-v0", {}, "shared", False),  # discrete actions, 10-step episodes
-        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "shared", False),  # Gaussian actions
-        ("rlmeta/TabularMDP-v0", {}, "separate", False),  # sampling skips the value GRU
-        ("rlmeta/TabularMDP-v0", {}, "shared", True),  # the episode count rides in the state
-        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "separate", True),  # episodes end early
+        ("rlmeta/TabularMDP-v0", {}, "shared", False, "gru"),  # discrete, 10-step episodes
+        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "shared", False, "gru"),  # Gaussian actions
+        ("rlmeta/TabularMDP-v0", {}, "separate", False, "gru"),  # sampling skips the value GRU
+        ("rlmeta/TabularMDP-v0", {}, "shared", True, "gru"),  # the episode count in the state
+        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "separate", True, "gru"),  # early ends
+        ("rlmeta/TabularMDP-v0", {}, "separate", False, "layer_norm_gru"),
+        ("rlmeta/Navigation2D-v0", {"horizon": 6}, "shared", True, "layer_norm_gru"),
     ],
 )
 def test_recomputing_stored_trials_reproduces_the_sampling_log_probs(
-    env, kwargs, value_network, progress
+    env, kwargs, value_network, progress, cell
 ):
     config = small_config(env, kwargs, trials_per_task=5, value_network=value_network,
-                          trial_progress_input=progress)
+                          trial_progress_input=progress, recurrent_cell=cell)
     algorithm, envs = build(config, n_envs=3)  # fewer slots than trials: slots restart
     results = [
         algorithm.run_task(envs, TaskSpec(i, first_task(envs[0], i), seed=100 + i), 0)
@@ -265,3 +267,5 @@ def test_unsupported_spaces_are_rejected_with_the_space_named():
         RecurrentPolicy(gym.spaces.MultiDiscrete([2, 2]), box, [], 4)
     with pytest.raises(ValueError, match="activation"):
         RecurrentPolicy(box, box, [], 4, activation="gelu")
+    with pytest.raises(ValueError, match="recurrent cell must be one of gru, layer_norm_gru"):
+        RecurrentPolicy(box, box, [], 4, cell="lstm")

@@ -196,7 +196,7 @@ def test_weights_are_cpu_copies_and_mismatched_weights_are_rejected():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("trials_per_task", 0), ("gamma", 1.5), ("clip", 0.0), ("lr_schedule", "cosine"),
-     ("trial_progress_input", "yes"), ("eval_actions", "greedy")],
+     ("trial_progress_input", "yes"), ("eval_actions", "greedy"), ("recurrent_cell", "lstm")],
 )
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"rl2.{field}"):

@@ -21,7 +21,7 @@ from rlmeta.config import ExperimentConfig, RL2Config
 from rlmeta.device import resolve_device
 from rlmeta.returns import gae
 from rlmeta.rl2.actor import RecurrentActor
-from rlmeta.rl2.policy import ACTION_MODES, RecurrentPolicy
+from rlmeta.rl2.policy import ACTION_MODES, RECURRENT_CELLS, RecurrentPolicy
 from rlmeta.rl2.ppo import normalize_advantages, ppo_loss
 from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
 from rlmeta.rollout import Rollout, sample_rollout, set_task_on
@@ -53,7 +53,7 @@ def _check_settings(settings: RL2Config) -> None:
         raise ValueError(f"rl2.trial_progress_input must be true or false, got "
                          f"{settings.trial_progress_input!r}")
     for name, choices in (("value_network", VALUE_NETWORKS), ("lr_schedule", LR_SCHEDULES),
-                          ("eval_actions", ACTION_MODES)):
+                          ("eval_actions", ACTION_MODES), ("recurrent_cell", RECURRENT_CELLS)):
         value = getattr(settings, name)
         if value not in choices:
             raise ValueError(
@@ -113,6 +113,7 @@ class RL2Algorithm:
             trial_episodes=(
                 self.settings.episodes_per_trial if self.settings.trial_progress_input else None
             ),
+            cell=self.settings.recurrent_cell,
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.settings.lr, eps=1e-5)
         # Minibatch order; saved in state_dict so a resumed run shuffles as the original would.

@@ -25,7 +25,11 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from rlmeta.rl2.layer_norm_gru import LayerNormGRU
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+# The recurrent cell: torch's GRU (the paper's), or one with layer-normalised gates.
+RECURRENT_CELLS: dict[str, type[nn.Module]] = {"gru": nn.GRU, "layer_norm_gru": LayerNormGRU}
 
 
 def _check_space(name: str, space: gym.Space) -> None:
@@ -60,6 +64,7 @@ class RecurrentPolicy(nn.Module):
         init_log_std: float = 0.0,
         separate_value: bool = False,
         trial_episodes: int | None = None,
+        cell: str = "gru",
     ) -> None:
         super().__init__()
         _check_space("observation_space", observation_space)
@@ -67,6 +72,10 @@ class RecurrentPolicy(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"policy activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
+            )
+        if cell not in RECURRENT_CELLS:
+            raise ValueError(
+                f"RL² recurrent cell must be one of {', '.join(RECURRENT_CELLS)}, got {cell!r}"
             )
         if hidden_size < 1 or any(width < 1 for width in hidden_sizes):
             raise ValueError(
@@ -92,12 +101,12 @@ class RecurrentPolicy(nn.Module):
         input_width = self.observation_width + self.action_width + 2
         input_width += 1 if trial_episodes is not None else 0
 
-        def recurrent_core() -> tuple[nn.Sequential, nn.GRU]:
+        def recurrent_core() -> tuple[nn.Sequential, nn.Module]:
             width, layers = input_width, []
             for size in hidden_sizes:
                 layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
                 width = size
-            return nn.Sequential(*layers), nn.GRU(width, hidden_size)
+            return nn.Sequential(*layers), RECURRENT_CELLS[cell](width, hidden_size)
 
         self.encoder, self.gru = recurrent_core()
         if separate_value:
