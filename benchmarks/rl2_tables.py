@@ -669,7 +669,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=10, help="updates between log lines")
     parser.add_argument("--eval-batch", type=int, default=100, help="tasks per evaluation batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                        metavar="DIR", help="directory for rl2_tables.md and rl2_tables.json")
     parser.add_argument("--save-dir", type=Path, default=Path("runs") / "rl2_tables",
                         help="where each trained policy is saved, as <row>.pt")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CHECKPOINT",
