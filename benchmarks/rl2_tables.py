@@ -328,6 +328,52 @@ def choose_actions(run: Training, row: Row, count: int, seed: int, batch: int) -
             "mode_minus_sample": gain}
 
 
+def seed_spread(paths: list[Path], count: int, seed: int, batch: int) -> tuple[str, list[dict]]:
+    """Policies of one row trained alike but for the training seed, each measured as the table
+    measures a row: its way of acting chosen on validation tasks, then the held-out tasks.
+    Returns the row's name and one entry per seed, in seed order."""
+    if len(paths) < 2:
+        raise ValueError(f"--seed-spread needs policies of at least two training seeds; got "
+                         f"{len(paths)}")
+    entries, rows, budgets = [], set(), set()
+    for path in paths:
+        row, run, _ = load_policy(path)
+        rows.add(row.name)
+        budgets.add(run.env_steps)
+        actions = choose_actions(run, row, count, seed, batch)
+        tasks, eval_seed = held_out_tasks(row, count, seed)
+        held_out = evaluate_rl2(run.algorithm, run.config, tasks, eval_seed, batch,
+                                actions["chosen"])
+        entries.append({"seed": run.config.seed, "acts": actions["chosen"],
+                        "held_out": summary(held_out.sum(axis=1)), "env_steps": run.env_steps,
+                        "checkpoint": str(path)})
+    if len(rows) != 1:
+        raise ValueError(f"--seed-spread needs policies of one row; got rows {sorted(rows)}")
+    if len(budgets) != 1:
+        raise ValueError(f"--seed-spread needs policies trained for the same env steps; got "
+                         f"{sorted(budgets)}")
+    seeds = [e["seed"] for e in entries]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed-spread needs one policy per training seed; got seeds {seeds}")
+    return rows.pop(), sorted(entries, key=lambda e: e["seed"])
+
+
+def record_seed_spread(out: Path, row_name: str, entries: list[dict]) -> None:
+    """Store a row's seed spread beside it in `out`; the row's own policy must be among the
+    seeds (same seed, same env steps), so the spread is of the figure the table shows."""
+    stored = {r["row"]: r for r in json.loads((out / "rl2_tables.json").read_text())["rows"]}
+    result = stored.get(row_name)
+    if result is None or not result["rl2_trained"]:
+        raise ValueError(f"--seed-spread: row {row_name} has no trained RL² figure in "
+                         f"{out / 'rl2_tables.json'}; expected the row to be measured first")
+    own = (result["rl2_settings"]["seed"], result["rl2_env_steps"])
+    if own not in [(e["seed"], e["env_steps"]) for e in entries]:
+        raise ValueError(f"--seed-spread: row {row_name} is seed {own[0]} at {own[1]:,} steps, "
+                         f"which none of the policies given is; expected it among them")
+    result["rl2_seed_spread"] = entries
+    write_tables(out, {row_name: result}, merge=True)
+
+
 # The (near-)optimal bandit policies RL² is paired with, task by task.
 PAIRED_REFERENCES = {"bayes_optimal": "Bayes-optimal", "gittins": "Gittins"}
 
@@ -449,6 +495,33 @@ def _actions_note(rows: list[dict[str, Any]]) -> list[str]:
         "from: the policy played them both ways, and the mode is used only where it scored "
         "more, paired task by task. Mode minus sampled on the validation tasks, the choice, and "
         "both held-out figures: " + "; ".join(choices) + ".",
+    ]
+
+
+def _seed_spread_note(rows: list[dict[str, Any]]) -> list[str]:
+    """Each row's figure beside the same command's with other training seeds."""
+    spreads = []
+    for r in rows:
+        entries = r.get("rl2_seed_spread")
+        if not entries:
+            continue
+        means = np.array([e["held_out"]["mean"] for e in entries])
+        own = r["rl2_settings"]["seed"]
+        figures = []
+        for e in entries:
+            mark = " (the row)" if e["seed"] == own else ""
+            figures.append(f"seed {e['seed']} {e['held_out']['mean']:.2f}{mark}")
+        spreads.append(f"{_row_label(r)}: {', '.join(figures)}; mean {means.mean():.2f}, "
+                       f"standard deviation {means.std(ddof=1):.2f} over {len(means)} seeds")
+    if not spreads:
+        return []
+    return [
+        "",
+        "*Training seeds*: rows that were also trained with other training seeds (the same "
+        "command with `--set seed=N`; the held-out tasks do not change), each policy measured "
+        "as its row is. Where one of them replaced the row it was chosen on validation tasks, "
+        "so the row can sit above the seeds' mean; the mean is the figure to expect from a new "
+        "run: " + "; ".join(spreads) + ".",
     ]
 
 
@@ -582,6 +655,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "ceiling the exact policy cannot reach.",
         ]
         lines += _actions_note(bandits)
+        lines += _seed_spread_note(bandits)
         for reference, label in PAIRED_REFERENCES.items():
             differences = [
                 f"{r['n']}, {r['k']}: {d['mean']:+.3f} ± {d['se']:.3f}"
@@ -621,6 +695,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "sampling, Osband et al. 2013). None is tuned.",
         ]
         lines += _actions_note(mdps)
+        lines += _seed_spread_note(mdps)
         lines.append("")
         lines += _adaptation_tables([r for r in mdps if r.get("per_episode")])
     trained = [r for r in results if r["rl2_trained"]]
@@ -680,6 +755,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         metavar=("BASE", "CANDIDATE"),
                         help="two saved policies of one row, paired on --tasks validation tasks "
                              "(not the held-out ones the table reports); trains and writes nothing")
+    parser.add_argument("--seed-spread", nargs="+", type=Path, default=None,
+                        metavar="CHECKPOINT",
+                        help="saved policies of one row trained alike but for --set seed=N, "
+                             "the row's own among them: each is measured as the row was and "
+                             "recorded beside the row in the output JSON; trains nothing")
     args = parser.parse_args(argv)
     known = {r.name for r in ROWS}
     unknown = sorted(set(args.only or []) - known)
@@ -699,6 +779,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      or args.refresh_baselines):
         parser.error("--compare measures two saved policies as they were trained; expected no "
                      "--evaluate, --config, --set or --refresh-baselines beside it")
+    if args.seed_spread is not None and (args.evaluate is not None or args.compare is not None
+                                         or args.config is not None or args.refresh_baselines):
+        parser.error("--seed-spread measures saved policies as they were trained; expected no "
+                     "--evaluate, --compare, --config, --set or --refresh-baselines beside it")
     return args
 
 
@@ -754,6 +838,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{result['row']}, {result['tasks']} validation tasks: base "
               f"{_mean_se(result['base'])}, candidate {_mean_se(result['candidate'])}, "
               f"candidate − base {_mean_se(result['candidate_minus_base'])}")
+        return
+    if args.seed_spread is not None:
+        torch.set_num_threads(args.threads)
+        row_name, entries = seed_spread(args.seed_spread, args.tasks, args.seed, args.eval_batch)
+        record_seed_spread(args.out, row_name, entries)
+        for entry in entries:
+            print(f"{row_name} seed {entry['seed']}: {_mean_se(entry['held_out'])} "
+                  f"({entry['acts']})")
         return
     command = "python -m benchmarks.rl2_tables " + " ".join(
         shlex.quote(a) for a in _row_arguments(sys.argv[1:] if argv is None else argv)

@@ -306,3 +306,42 @@ def test_a_trained_row_reports_how_it_acts_and_both_held_out_figures(tmp_path: P
     assert "| RL² (rlmeta) | RL² acts | RL² (paper) |" in table
     assert f"| {row['measured']['rl2']['mean']:.2f} ± " in table
     assert f"→ {actions['chosen']} (held-out: sampled " in table
+
+
+def test_seed_spread_measures_each_seed_as_the_row_and_records_it_beside_the_row(
+    tmp_path: Path,
+) -> None:
+    # A row is one training seed; the spread says how far another run of its command would land.
+    common = ["--budget", "2000", "--hidden-size", "8", "--only", "bandit-10-5", "--tasks", "20"]
+    for seed in (0, 1, 2):
+        main([*common, "--out", str(tmp_path / f"s{seed}"), "--save-dir",
+              str(tmp_path / f"p{seed}"), "--set", f"seed={seed}",
+              "--config", "experiments/rl2_bandit_k5_n10.yaml"])
+    policies = [str(tmp_path / f"p{seed}" / "bandit-10-5.pt") for seed in (0, 1)]
+    out = tmp_path / "s0"
+    main(["--seed-spread", *policies, "--tasks", "20", "--out", str(out)])
+    row = json.loads((out / "rl2_tables.json").read_text())["rows"][0]
+    spread = row["rl2_seed_spread"]
+    assert [e["seed"] for e in spread] == [0, 1]
+    # Seed 0 is the row's own policy: measured the same way, it gives the row's own figure.
+    assert spread[0]["held_out"] == row["measured"]["rl2"]
+    assert spread[0]["acts"] == row["rl2_actions"]["chosen"]
+    seed1 = json.loads((tmp_path / "s1" / "rl2_tables.json").read_text())["rows"][0]
+    assert spread[1]["held_out"] == seed1["measured"]["rl2"]
+    assert spread[0]["held_out"] != spread[1]["held_out"]
+    means = [e["held_out"]["mean"] for e in spread]
+    table = (out / "rl2_tables.md").read_text()
+    assert f"10, 5: seed 0 {means[0]:.2f} (the row), seed 1 {means[1]:.2f}; mean " in table
+    assert f"standard deviation {np.std(means, ddof=1):.2f} over 2 seeds" in table
+
+    # The row's own policy must be among them, and one policy per seed.
+    other_seeds = [policies[1], str(tmp_path / "p2" / "bandit-10-5.pt")]
+    with pytest.raises(ValueError, match="row bandit-10-5 is seed 0 at 2,560 steps"):
+        main(["--seed-spread", *other_seeds, "--tasks", "20", "--out", str(out)])
+    with pytest.raises(ValueError, match=r"one policy per training seed; got seeds \[1, 1\]"):
+        main(["--seed-spread", policies[1], policies[1], "--tasks", "20",
+              "--out", str(tmp_path / "s1")])
+    with pytest.raises(ValueError, match="at least two training seeds; got 1"):
+        main(["--seed-spread", policies[0], "--out", str(out)])
+    with pytest.raises(SystemExit):
+        parse_args(["--seed-spread", *policies, "--compare", *policies])
