@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,14 @@ def test_seed_spread_measures_each_seed_as_the_row_and_records_it_beside_the_row
         main(["--seed-spread", policies[0], "--out", str(out)])
     with pytest.raises(SystemExit):
         parse_args(["--seed-spread", *policies, "--compare", *policies])
+
+
+def test_the_settings_line_names_the_recurrent_cell() -> None:
+    from benchmarks.rl2_tables import _settings_line
+    from rlmeta.config import RL2Config
+
+    result = {"row": "mdp-10", "rl2_settings": {"seed": 0, "rl2": asdict(RL2Config())},
+              "rl2_updates": 1, "rl2_env_steps": 10, "rl2_train_seconds": 1.0, "command": "c"}
+    assert "**mdp-10**: GRU 256, lr" in _settings_line(result)
+    result["rl2_settings"]["rl2"]["recurrent_cell"] = "layer_norm_gru"
+    assert "**mdp-10**: layer-normalised GRU 256, lr" in _settings_line(result)
