@@ -335,27 +335,30 @@ def seed_spread(paths: list[Path], count: int, seed: int, batch: int) -> tuple[s
     if len(paths) < 2:
         raise ValueError(f"--seed-spread needs policies of at least two training seeds; got "
                          f"{len(paths)}")
-    entries, rows, budgets = [], set(), set()
-    for path in paths:
-        row, run, _ = load_policy(path)
-        rows.add(row.name)
-        budgets.add(run.env_steps)
+    # Everything is checked before anything is measured: a wrong file fails at once, not after
+    # minutes of evaluating the others.
+    loaded = [(path, *load_policy(path)[:2]) for path in paths]
+    rows = sorted({row.name for _, row, _ in loaded})
+    if len(rows) != 1:
+        raise ValueError(f"--seed-spread needs policies of one row; got rows {rows}")
+    budgets = sorted({run.env_steps for _, _, run in loaded})
+    if len(budgets) != 1:
+        raise ValueError(f"--seed-spread needs policies trained for the same env steps; got "
+                         f"{budgets}")
+    seeds = [run.config.seed for _, _, run in loaded]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed-spread needs one policy per training seed; got seeds {seeds}")
+    row = loaded[0][1]
+    tasks, eval_seed = held_out_tasks(row, count, seed)
+    entries = []
+    for path, _, run in loaded:
         actions = choose_actions(run, row, count, seed, batch)
-        tasks, eval_seed = held_out_tasks(row, count, seed)
         held_out = evaluate_rl2(run.algorithm, run.config, tasks, eval_seed, batch,
                                 actions["chosen"])
         entries.append({"seed": run.config.seed, "acts": actions["chosen"],
                         "held_out": summary(held_out.sum(axis=1)), "env_steps": run.env_steps,
                         "checkpoint": str(path)})
-    if len(rows) != 1:
-        raise ValueError(f"--seed-spread needs policies of one row; got rows {sorted(rows)}")
-    if len(budgets) != 1:
-        raise ValueError(f"--seed-spread needs policies trained for the same env steps; got "
-                         f"{sorted(budgets)}")
-    seeds = [e["seed"] for e in entries]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seed-spread needs one policy per training seed; got seeds {seeds}")
-    return rows.pop(), sorted(entries, key=lambda e: e["seed"])
+    return row.name, sorted(entries, key=lambda e: e["seed"])
 
 
 def record_seed_spread(out: Path, row_name: str, entries: list[dict]) -> None:
