@@ -1,0 +1,131 @@
+"""Did a re-run of RL² table rows reproduce the table? Compares each row a re-run wrote (with
+`benchmarks.rl2_tables --out RERUN`) with the same row in the table, point by point:
+
+    python -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml \
+        --only mdp-10 --budget 110000000 --out runs/rerun --save-dir runs/rerun
+    python -m benchmarks.rl2_reproduction runs/rerun
+
+Training is deterministic given the seed (one torch thread, tasks and env seeds drawn from the
+row's seed), so on the same torch build and CPU a re-run logs exactly the stored training curve
+and measures exactly the stored held-out figure. A re-run stopped early with `--max-minutes` is
+checked on the updates it reached: the first minutes of a ten-hour row already show whether it
+is on the stored path. (Keep the row's `--budget`: it sets the length of the learning-rate
+schedule, so a smaller budget leaves the path at the second update.) Floating-point results
+may differ across CPUs and torch builds; then the report names the first update whose logged
+figures differ. Trains and writes nothing; exits 1 if any row differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Wall time depends on the machine and what else it runs; everything else a curve point holds is
+# computed from the seed.
+TIMING_KEYS = frozenset({"seconds"})
+
+
+def load_rows(directory: Path) -> dict[str, dict[str, Any]]:
+    path = directory / "rl2_tables.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found; expected the rl2_tables.json a run wrote with --out")
+    return {row["row"]: row for row in json.loads(path.read_text())["rows"]}
+
+
+def first_curve_difference(
+    stored: list[dict[str, Any]], rerun: list[dict[str, Any]]
+) -> tuple[int, dict[str, Any] | None]:
+    """How many of the updates logged by both runs agree, and the first one that does not
+    (with both runs' figures), or None."""
+    by_update = {point["updates"]: point for point in stored}
+    agreeing = 0
+    for point in rerun:
+        before = by_update.get(point["updates"])
+        if before is None:
+            continue
+        differing = sorted(
+            key for key in (before.keys() | point.keys()) - TIMING_KEYS
+            if before.get(key) != point.get(key)
+        )
+        if differing:
+            return agreeing, {"updates": point["updates"],
+                              "stored": {k: before.get(k) for k in differing},
+                              "rerun": {k: point.get(k) for k in differing}}
+        agreeing += 1
+    return agreeing, None
+
+
+def compare_row(stored: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]:
+    """What of `stored` the `rerun` of the same row reproduced, as plain data."""
+    if not rerun["rl2_trained"]:
+        raise ValueError(f"row {rerun['row']}: the re-run trained no policy; expected one "
+                         f"trained with the row's command")
+    if not stored["rl2_trained"]:
+        raise ValueError(f"row {stored['row']}: the table holds no trained policy to compare with")
+    settings_equal = stored["rl2_settings"] == rerun["rl2_settings"]
+    agreeing, difference = first_curve_difference(stored["rl2_curve"], rerun["rl2_curve"])
+    complete = rerun["rl2_env_steps"] == stored["rl2_env_steps"]
+    held_out_equal = complete and stored["measured"]["rl2"] == rerun["measured"]["rl2"]
+    return {
+        "row": stored["row"],
+        "settings_equal": settings_equal,
+        "env_steps": {"stored": stored["rl2_env_steps"], "rerun": rerun["rl2_env_steps"]},
+        "curve_points_agreeing": agreeing,
+        "first_difference": difference,
+        "held_out": {"stored": stored["measured"]["rl2"]["mean"],
+                     "rerun": rerun["measured"]["rl2"]["mean"]},
+        "reproduced": settings_equal and difference is None and agreeing > 0
+        and (held_out_equal or not complete),
+        "complete": complete,
+    }
+
+
+def describe(report: dict[str, Any]) -> str:
+    steps = report["env_steps"]
+    held_out = report["held_out"]
+    if not report["settings_equal"]:
+        return (f"{report['row']}: not comparable: the re-run's RL² settings differ from the "
+                f"table's (see rl2_settings in both JSON files)")
+    if report["first_difference"] is not None:
+        difference = report["first_difference"]
+        return (f"{report['row']}: differs: the training curve agrees at "
+                f"{report['curve_points_agreeing']} logged updates, then at update "
+                f"{difference['updates']} stored {difference['stored']} against re-run "
+                f"{difference['rerun']}; held-out {held_out['rerun']:.4f} against "
+                f"{held_out['stored']:.4f} stored")
+    if report["curve_points_agreeing"] == 0:
+        return f"{report['row']}: not comparable: the re-run logged no update the table logged"
+    curve = f"training curve identical at all {report['curve_points_agreeing']} logged updates"
+    if not report["complete"]:
+        return (f"{report['row']}: on the stored path so far: stopped at {steps['rerun']:,} of "
+                f"{steps['stored']:,} env steps, {curve} it reached")
+    if report["reproduced"]:
+        return (f"{report['row']}: reproduced exactly: {steps['rerun']:,} env steps, {curve}, "
+                f"held-out {held_out['rerun']:.4f} as stored")
+    return (f"{report['row']}: differs: {curve}, but held-out {held_out['rerun']:.4f} against "
+            f"{held_out['stored']:.4f} stored (evaluation settings or code changed)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rerun", type=Path, metavar="RERUN_DIR",
+                        help="the --out directory of the re-run")
+    parser.add_argument("--table", type=Path, default=Path(__file__).parent / "results",
+                        metavar="DIR", help="the table's directory (default: %(default)s)")
+    args = parser.parse_args(argv)
+    table, rerun = load_rows(args.table), load_rows(args.rerun)
+    missing = sorted(set(rerun) - set(table))
+    if missing:
+        raise SystemExit(f"rows {missing} of {args.rerun} are not in the table at {args.table}; "
+                         f"expected rows the table holds: {sorted(table)}")
+    reports = [compare_row(table[name], rerun[name]) for name in rerun]
+    for report in reports:
+        print(describe(report))
+    return 0 if all(r["reproduced"] for r in reports) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
