@@ -2,7 +2,7 @@
 `benchmarks.rl2_tables --out RERUN`) with the same row in the table, point by point:
 
     python -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml \
-        --only mdp-10 --budget 110000000 --out runs/rerun --save-dir runs/rerun
+        --only mdp-10 --budget 110000000 --out runs/rerun
     python -m benchmarks.rl2_reproduction runs/rerun
 
 Training is deterministic given the seed (one torch thread, tasks and env seeds drawn from the

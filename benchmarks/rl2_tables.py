@@ -13,8 +13,8 @@ settings live in `experiments/rl2_*.yaml`; one row per run, merged:
     python -m benchmarks.rl2_tables --budget 0 --only mdp-25 --merge   # baselines only
 
 Writes benchmarks/results/rl2_tables.md and .json (or `--out`). Each trained policy is saved as an
-rlmeta checkpoint, `runs/rl2_tables/<row>.pt` (or `--save-dir`), which `rlmeta evaluate` reads and
-`--evaluate` re-measures without retraining:
+rlmeta checkpoint, `runs/rl2_tables/<row>.pt` (a run with an `--out` of its own saves it there; or
+`--save-dir`), which `rlmeta evaluate` reads and `--evaluate` re-measures without retraining:
 
     python -m benchmarks.rl2_tables --evaluate runs/rl2_tables/mdp-10.pt --merge
 
@@ -71,6 +71,9 @@ PAPER_BANDIT = {
     (100, 50): {"gittins": 85.2, "rl2": 84.9},
 }
 PAPER_MDP = {10: {"psrl": 138.1, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7}}
+
+TABLE_DIR = Path(__file__).parent / "results"
+TABLE_POLICIES = Path("runs") / "rl2_tables"
 
 
 @dataclass
@@ -748,10 +751,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=10, help="updates between log lines")
     parser.add_argument("--eval-batch", type=int, default=100, help="tasks per evaluation batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+    parser.add_argument("--out", type=Path, default=TABLE_DIR,
                         metavar="DIR", help="directory for rl2_tables.md and rl2_tables.json")
-    parser.add_argument("--save-dir", type=Path, default=Path("runs") / "rl2_tables",
-                        help="where each trained policy is saved, as <row>.pt")
+    parser.add_argument("--save-dir", type=Path, default=None,
+                        help=f"where each trained policy is saved, as <row>.pt (default: "
+                             f"{TABLE_POLICIES} for the shipped table, else the --out directory)")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CHECKPOINT",
                         help="re-measure a policy saved by an earlier run (its row, settings and "
                              "training record come from the file); trains nothing")
@@ -787,6 +791,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                          or args.config is not None or args.refresh_baselines):
         parser.error("--seed-spread measures saved policies as they were trained; expected no "
                      "--evaluate, --compare, --config, --set or --refresh-baselines beside it")
+    if args.save_dir is None:
+        # A trial run into a directory of its own must not overwrite the table rows' policies.
+        table = args.out.resolve() == TABLE_DIR.resolve()
+        args.save_dir = TABLE_POLICIES if table else args.out
     return args
 
 

@@ -199,11 +199,11 @@ def test_bandit_rows_report_return_per_pull_over_widening_ranges(tmp_path: Path)
 def test_a_saved_policy_re_measures_exactly_without_retraining(tmp_path: Path) -> None:
     # Every new evaluation metric used to mean retraining a row (77 minutes for mdp-10); the
     # policy a run trains is saved, and `--evaluate` reports the same row from the file alone.
-    policies = tmp_path / "policies"
     common = ["--tasks", "6", "--eval-batch", "3"]
     main(["--budget", "2000", "--hidden-size", "8", "--only", "bandit-10-5", "--log-every", "1",
-          "--out", str(tmp_path / "trained"), "--save-dir", str(policies), *common])
-    saved = policies / "bandit-10-5.pt"
+          "--out", str(tmp_path / "trained"), *common])
+    # A run into an --out of its own keeps its policy there, beside its table.
+    saved = tmp_path / "trained" / "bandit-10-5.pt"
     main(["--evaluate", str(saved), "--out", str(tmp_path / "evaluated"), *common])
     trained, evaluated = (
         json.loads((tmp_path / name / "rl2_tables.json").read_text())["rows"][0]
@@ -226,6 +226,17 @@ def test_a_saved_policy_re_measures_exactly_without_retraining(tmp_path: Path) -
 
     report = evaluate(saved, n_tasks=2, out_dir=tmp_path / "eval", workers=0)
     assert (report.out_dir / "adaptation.csv").is_file()
+
+
+def test_only_the_shipped_table_saves_its_policies_under_runs(tmp_path: Path) -> None:
+    # A short trial run into a directory of its own used to save into runs/rl2_tables and
+    # silently replace the policy of the table's row.
+    shipped = ROOT / "benchmarks" / "results"
+    assert parse_args([]).save_dir == Path("runs") / "rl2_tables"
+    assert parse_args(["--out", str(shipped)]).save_dir == Path("runs") / "rl2_tables"
+    assert parse_args(["--out", str(tmp_path)]).save_dir == tmp_path
+    mine = tmp_path / "mine"
+    assert parse_args(["--out", str(tmp_path), "--save-dir", str(mine)]).save_dir == mine
 
 
 def test_evaluate_refuses_a_checkpoint_it_did_not_write_and_extra_settings(tmp_path: Path) -> None:
