@@ -871,6 +871,12 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--evaluate {args.evaluate} holds row {row.name}; "
                              f"expected it to match --only {' '.join(args.only)}")
         rows = [row]
+    if len(rows) < len(ROWS) and not args.merge and args.out.resolve() == TABLE_DIR.resolve():
+        # Each row's command under the table is printed without --merge and --out; run verbatim,
+        # it would rewrite the shipped table as that one row.
+        raise SystemExit(f"writing rows {[r.name for r in rows]} into the shipped table without "
+                         f"--merge would drop its other rows; expected --merge, or --out DIR "
+                         f"for a table of its own")
     trained = {}
     for row in rows:
         result = run_row(row, args, command, saved)

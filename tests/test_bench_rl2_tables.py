@@ -239,6 +239,23 @@ def test_only_the_shipped_table_saves_its_policies_under_runs(tmp_path: Path) ->
     assert parse_args(["--out", str(tmp_path), "--save-dir", str(mine)]).save_dir == mine
 
 
+def test_some_rows_into_the_shipped_table_need_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command printed under each row omits --merge and --out; run verbatim it used to rewrite
+    # the shipped table as that one row. (A stand-in table, so a failure cannot touch the real one.)
+    import benchmarks.rl2_tables as rl2_tables
+
+    monkeypatch.setattr(rl2_tables, "TABLE_DIR", tmp_path)
+    with pytest.raises(SystemExit, match="without --merge would drop its other rows"):
+        main(["--budget", "0", "--only", "bandit-10-5"])
+    with pytest.raises(SystemExit, match="without --merge"):
+        main(["--budget", "0", "--only", "mdp-10", "--out", str(tmp_path)])
+    assert not (tmp_path / "rl2_tables.json").exists()
+    main(["--budget", "0", "--tasks", "4", "--only", "bandit-10-5", "--merge"])
+    assert (tmp_path / "rl2_tables.json").is_file()
+
+
 def test_evaluate_refuses_a_checkpoint_it_did_not_write_and_extra_settings(tmp_path: Path) -> None:
     from rlmeta.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
 
