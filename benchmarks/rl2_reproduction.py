@@ -20,12 +20,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from rlmeta.config import PolicyConfig, RL2Config
 
 # Wall time depends on the machine and what else it runs; everything else a curve point holds is
 # computed from the seed.
 TIMING_KEYS = frozenset({"seconds"})
+
+# A row records its settings as they were when it was trained; a setting added since (say
+# rl2.recurrent_cell) is absent from it and stood at its default.
+SETTING_DEFAULTS = {"policy": asdict(PolicyConfig()), "rl2": asdict(RL2Config())}
+
+
+def differing_settings(stored: dict[str, Any], rerun: dict[str, Any]) -> list[str]:
+    """The settings (as `section.key`) on which two rows' `rl2_settings` differ, a setting one
+    of them lacks counting as its default."""
+    differing = []
+    for section in sorted(stored.keys() | rerun.keys()):
+        before, now = stored.get(section), rerun.get(section)
+        if not (isinstance(before, dict) and isinstance(now, dict)):
+            if before != now:
+                differing.append(section)
+            continue
+        defaults = SETTING_DEFAULTS.get(section, {})
+        for key in sorted(before.keys() | now.keys()):
+            default = defaults.get(key)
+            unknown = key not in defaults and not (key in before and key in now)
+            if unknown or before.get(key, default) != now.get(key, default):
+                differing.append(f"{section}.{key}")
+    return differing
 
 
 def load_rows(directory: Path) -> dict[str, dict[str, Any]]:
@@ -65,13 +91,15 @@ def compare_row(stored: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]
                          f"trained with the row's command")
     if not stored["rl2_trained"]:
         raise ValueError(f"row {stored['row']}: the table holds no trained policy to compare with")
-    settings_equal = stored["rl2_settings"] == rerun["rl2_settings"]
+    settings_differ = differing_settings(stored["rl2_settings"], rerun["rl2_settings"])
+    settings_equal = not settings_differ
     agreeing, difference = first_curve_difference(stored["rl2_curve"], rerun["rl2_curve"])
     complete = rerun["rl2_env_steps"] == stored["rl2_env_steps"]
     held_out_equal = complete and stored["measured"]["rl2"] == rerun["measured"]["rl2"]
     return {
         "row": stored["row"],
         "settings_equal": settings_equal,
+        "settings_differ": settings_differ,
         "env_steps": {"stored": stored["rl2_env_steps"], "rerun": rerun["rl2_env_steps"]},
         "curve_points_agreeing": agreeing,
         "first_difference": difference,
@@ -88,7 +116,7 @@ def describe(report: dict[str, Any]) -> str:
     held_out = report["held_out"]
     if not report["settings_equal"]:
         return (f"{report['row']}: not comparable: the re-run's RL² settings differ from the "
-                f"table's (see rl2_settings in both JSON files)")
+                f"table's in {', '.join(report['settings_differ'])}")
     if report["first_difference"] is not None:
         difference = report["first_difference"]
         return (f"{report['row']}: differs: the training curve agrees at "

@@ -113,7 +113,40 @@ def test_other_settings_are_not_comparable(two_runs, capsys, tmp_path: Path) -> 
 
     code, out = check(edited(rerun, tmp_path, reseeded), table, capsys)
     assert code == 1
-    assert "not comparable: the re-run's RL² settings differ" in out
+    assert out.strip().endswith("not comparable: the re-run's RL² settings differ from the "
+                                "table's in seed")
+
+    def other_cell(row: dict) -> None:
+        row["rl2_settings"]["rl2"]["recurrent_cell"] = "layer_norm_gru"
+        row["rl2_settings"]["policy"]["made_up"] = 1
+
+    code, out = check(edited(rerun, tmp_path / "cell", other_cell), table, capsys)
+    assert code == 1
+    assert out.strip().endswith("in policy.made_up, rl2.recurrent_cell")
+
+
+def test_a_setting_added_since_the_row_was_trained_counts_as_its_default(
+    two_runs, capsys, tmp_path: Path
+) -> None:
+    # Rows trained before rl2.recurrent_cell existed do not record it; they ran torch's GRU, the
+    # default, so a re-run with today's code (which records "gru") is the same command.
+    table, rerun = two_runs
+    assert json.loads((rerun / "rl2_tables.json").read_text())["rows"][0]["rl2_settings"]["rl2"][
+        "recurrent_cell"] == "gru"
+
+    def recorded_before_the_setting(row: dict) -> None:
+        del row["rl2_settings"]["rl2"]["recurrent_cell"]
+
+    older = edited(table, tmp_path / "older", recorded_before_the_setting)
+    code, out = check(rerun, older, capsys)
+    assert code == 0, out
+
+    def trained_with_the_other_cell(row: dict) -> None:
+        row["rl2_settings"]["rl2"]["recurrent_cell"] = "layer_norm_gru"
+
+    code, out = check(edited(rerun, tmp_path / "ln", trained_with_the_other_cell), older, capsys)
+    assert code == 1
+    assert out.strip().endswith("in rl2.recurrent_cell")
 
 
 def test_a_row_the_table_lacks_or_a_missing_file_is_an_error(two_runs, tmp_path: Path) -> None:
