@@ -92,20 +92,18 @@ def compare_row(stored: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]
     if not stored["rl2_trained"]:
         raise ValueError(f"row {stored['row']}: the table holds no trained policy to compare with")
     settings_differ = differing_settings(stored["rl2_settings"], rerun["rl2_settings"])
-    settings_equal = not settings_differ
     agreeing, difference = first_curve_difference(stored["rl2_curve"], rerun["rl2_curve"])
     complete = rerun["rl2_env_steps"] == stored["rl2_env_steps"]
     held_out_equal = complete and stored["measured"]["rl2"] == rerun["measured"]["rl2"]
     return {
         "row": stored["row"],
-        "settings_equal": settings_equal,
         "settings_differ": settings_differ,
         "env_steps": {"stored": stored["rl2_env_steps"], "rerun": rerun["rl2_env_steps"]},
         "curve_points_agreeing": agreeing,
         "first_difference": difference,
         "held_out": {"stored": stored["measured"]["rl2"]["mean"],
                      "rerun": rerun["measured"]["rl2"]["mean"]},
-        "reproduced": settings_equal and difference is None and agreeing > 0
+        "reproduced": not settings_differ and difference is None and agreeing > 0
         and (held_out_equal or not complete),
         "complete": complete,
     }
@@ -114,7 +112,7 @@ def compare_row(stored: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]
 def describe(report: dict[str, Any]) -> str:
     steps = report["env_steps"]
     held_out = report["held_out"]
-    if not report["settings_equal"]:
+    if report["settings_differ"]:
         return (f"{report['row']}: not comparable: the re-run's RL² settings differ from the "
                 f"table's in {', '.join(report['settings_differ'])}")
     if report["first_difference"] is not None:

@@ -76,6 +76,10 @@ TABLE_DIR = Path(__file__).parent / "results"
 TABLE_POLICIES = Path("runs") / "rl2_tables"
 
 
+def is_shipped_table(out: Path) -> bool:
+    return out.resolve() == TABLE_DIR.resolve()
+
+
 @dataclass
 class Row:
     """One table row: a task family and the number of episodes in a trial."""
@@ -793,8 +797,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "--evaluate, --compare, --config, --set or --refresh-baselines beside it")
     if args.save_dir is None:
         # A trial run into a directory of its own must not overwrite the table rows' policies.
-        table = args.out.resolve() == TABLE_DIR.resolve()
-        args.save_dir = TABLE_POLICIES if table else args.out
+        args.save_dir = TABLE_POLICIES if is_shipped_table(args.out) else args.out
     return args
 
 
@@ -871,7 +874,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--evaluate {args.evaluate} holds row {row.name}; "
                              f"expected it to match --only {' '.join(args.only)}")
         rows = [row]
-    if len(rows) < len(ROWS) and not args.merge and args.out.resolve() == TABLE_DIR.resolve():
+    if len(rows) < len(ROWS) and not args.merge and is_shipped_table(args.out):
         # Each row's command under the table is printed without --merge and --out; run verbatim,
         # it would rewrite the shipped table as that one row.
         raise SystemExit(f"writing rows {[r.name for r in rows]} into the shipped table without "
