@@ -23,6 +23,10 @@ stream, so that the held-out figure is not also the one the choice was made on:
 
     python -m benchmarks.rl2_tables --compare runs/rl2_tables/bandit-100-50.pt runs/other.pt
 
+A row can start from another saved policy of the same shape (`--init-from`, e.g. mdp-25 from
+the mdp-10 row's policy: the same MDPs, trials 2.5 times as long); the table then counts the
+steps that trained the starting policy in the row's env steps.
+
 How a trained row acts in the table is chosen the same way: its policy plays the validation tasks
 sampling its actions (as in training) and acting on its most probable action; the table reports
 the mode only where it scored more there (paired), and shows both held-out figures.
@@ -152,12 +156,40 @@ class Training:
     seconds: float = 0.0
     curve: list[dict[str, float]] = field(default_factory=list)  # every `log_every` updates
     rng_state: dict[str, Any] = field(default_factory=dict)  # the task sampler's, at the end
+    init_from: dict[str, Any] | None = None  # the saved policy training started from, if any
+
+
+@dataclass
+class InitialPolicy:
+    """Weights a row's training starts from, and what the table records about them."""
+
+    weights: dict[str, torch.Tensor]
+    record: dict[str, Any]  # checkpoint path, the row it was trained for, its env steps
+
+
+def initial_policy(path: Path) -> InitialPolicy:
+    """The policy weights of an RL² checkpoint (`save_policy`'s, or a run dir's)."""
+    state = checkpoint.load_checkpoint(path)
+    if state["config"].get("algorithm") != "rl2":
+        raise SystemExit(f"--init-from {path}: expected an RL² checkpoint, got algorithm "
+                         f"{state['config'].get('algorithm')!r}")
+    row = state.get("rl2_tables", {}).get("row")
+    earlier = state.get("rl2_tables", {}).get("init_from")
+    # Steps that trained the starting policy, including any it started from in turn.
+    steps = int(state["env_steps"]) + (earlier["env_steps"] if earlier else 0)
+    record = {"checkpoint": str(path), "row": row or path.stem, "env_steps": steps}
+    return InitialPolicy(state["runtime"]["algorithm"]["weights"], record)
 
 
 def train_rl2(
-    config: ExperimentConfig, budget: int, max_seconds: float, log_every: int = 10
+    config: ExperimentConfig,
+    budget: int,
+    max_seconds: float,
+    log_every: int = 10,
+    init: InitialPolicy | None = None,
 ) -> Training:
-    """Train until `budget` env steps or `max_seconds`, whichever comes first.
+    """Train until `budget` env steps or `max_seconds`, whichever comes first, from `init`'s
+    weights if given (with a fresh optimizer: its learning-rate schedule is this run's).
 
     Each update samples `meta_batch_size` fresh tasks × `trials_per_task` trials in one
     `RL2Algorithm.run_tasks` call (one policy forward per step for every trial, as a worker
@@ -177,8 +209,17 @@ def train_rl2(
     config = replace(config, iterations=max(1, math.ceil(budget / steps_per_update)))
     torch.manual_seed(config.seed)
     algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
+    if init is not None:
+        try:
+            algorithm.set_weights(init.weights)
+        except (ValueError, RuntimeError) as error:
+            raise SystemExit(
+                f"--init-from {init.record['checkpoint']}: its policy does not fit this row's "
+                f"(same env spaces, rl2.hidden_size and rl2.recurrent_cell expected): "
+                f"{str(error).splitlines()[0]}"
+            ) from None
     rng = np.random.default_rng(config.seed)
-    run = Training(algorithm, config)
+    run = Training(algorithm, config, init_from=None if init is None else init.record)
     started = time.perf_counter()
     while run.env_steps < budget and time.perf_counter() - started < max_seconds:
         specs = draw_task_specs(envs[0], settings.meta_batch_size, rng)
@@ -214,7 +255,7 @@ def save_policy(path: Path, row: Row, run: Training, command: str) -> Path:
         run.env_steps,
         run.rng_state,
         extra={"rl2_tables": {"row": row.name, "seconds": run.seconds, "curve": run.curve,
-                              "command": command}},
+                              "command": command, "init_from": run.init_from}},
     )
     return checkpoint.save_checkpoint(state, path)
 
@@ -235,7 +276,7 @@ def load_policy(path: Path) -> tuple[Row, Training, str]:
     algorithm = RL2Algorithm(config, env.observation_space, env.action_space)
     algorithm.load_state_dict(state["runtime"]["algorithm"])
     run = Training(algorithm, config, state["env_steps"], state["iteration"], saved["seconds"],
-                   saved["curve"], state["rng_state"])
+                   saved["curve"], state["rng_state"], saved.get("init_from"))
     return row, run, saved["command"]
 
 
@@ -413,7 +454,8 @@ def run_row(
         config = rl2_config(row, args)
         run = Training(None)
         if args.budget > 0:
-            run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every)
+            init = None if args.init_from is None else initial_policy(args.init_from)
+            run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every, init)
             path = save_policy(args.save_dir / f"{row.name}.pt", row, run, command)
             print(f"{row.name}: trained policy saved to {path}", flush=True)
     trained = run.algorithm is not None
@@ -451,6 +493,7 @@ def run_row(
         "rl2_trained": trained,
         "rl2_actions": actions,
         "rl2_env_steps": run.env_steps,
+        "rl2_init_from": run.init_from,
         "rl2_updates": run.updates,
         "rl2_train_seconds": run.seconds,
         "rl2_settings": {"seed": config.seed, "policy": asdict(config.policy),
@@ -540,7 +583,12 @@ def _row_label(result: dict[str, Any]) -> str:
 
 
 def _steps(result: dict[str, Any]) -> str:
-    return f"{result['rl2_env_steps']:,}" if result["rl2_trained"] else "—"
+    if not result["rl2_trained"]:
+        return "—"
+    init = result.get("rl2_init_from")
+    if init is None:
+        return f"{result['rl2_env_steps']:,}"
+    return f"{result['rl2_env_steps'] + init['env_steps']:,} (from {init['row']}'s policy)"
 
 
 def _settings_line(result: dict[str, Any]) -> str:
@@ -554,9 +602,16 @@ def _settings_line(result: dict[str, Any]) -> str:
         f"λ {rl2['gae_lambda']}, entropy {rl2['entropy_coef']}, clip {rl2['clip']}, "
         f"reward scale {rl2.get('reward_scale', 1.0)}, "
         f"seed {result['rl2_settings']['seed']}; {result['rl2_updates']} updates, "
-        f"{result['rl2_env_steps']:,} env steps, {result['rl2_train_seconds']:.0f} s training. "
-        f"Command: `{result['command']}`"
+        f"{result['rl2_env_steps']:,} env steps, {result['rl2_train_seconds']:.0f} s training"
+        f"{_init_note(result.get('rl2_init_from'))}. Command: `{result['command']}`"
     )
+
+
+def _init_note(init: dict[str, Any] | None) -> str:
+    if init is None:
+        return ""
+    return (f", starting from the policy `{init['checkpoint']}` ({init['row']}, "
+            f"{init['env_steps']:,} env steps before)")
 
 
 MDP_LABELS = {"random": "Random", "eps_greedy": "ε-greedy", "greedy": "greedy", "psrl": "PSRL",
@@ -760,6 +815,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save-dir", type=Path, default=None,
                         help=f"where each trained policy is saved, as <row>.pt (default: "
                              f"{TABLE_POLICIES} for the shipped table, else the --out directory)")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                        help="start training from the weights of a saved RL² policy of the same "
+                             "shape (e.g. another row's), with a fresh optimizer")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CHECKPOINT",
                         help="re-measure a policy saved by an earlier run (its row, settings and "
                              "training record come from the file); trains nothing")
@@ -795,6 +853,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                          or args.config is not None or args.refresh_baselines):
         parser.error("--seed-spread measures saved policies as they were trained; expected no "
                      "--evaluate, --compare, --config, --set or --refresh-baselines beside it")
+    if args.init_from is not None and (args.budget == 0 or args.evaluate is not None
+                                       or args.compare is not None
+                                       or args.seed_spread is not None):
+        parser.error("--init-from starts a row's training from a saved policy; expected a "
+                     "training run (--budget > 0, no --evaluate, --compare or --seed-spread)")
     if args.save_dir is None:
         # A trial run into a directory of its own must not overwrite the table rows' policies.
         args.save_dir = TABLE_POLICIES if is_shipped_table(args.out) else args.out

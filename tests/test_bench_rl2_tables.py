@@ -385,3 +385,55 @@ def test_the_settings_line_names_the_recurrent_cell() -> None:
     assert "**mdp-10**: GRU 256, lr" in _settings_line(result)
     result["rl2_settings"]["rl2"]["recurrent_cell"] = "layer_norm_gru"
     assert "**mdp-10**: layer-normalised GRU 256, lr" in _settings_line(result)
+
+
+def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path: Path) -> None:
+    # mdp-25 plays the same MDPs as mdp-10 over longer trials, so its training can start from the
+    # mdp-10 policy; the table must then count the steps that trained that policy too.
+    common = ["--hidden-size", "8", "--meta-batch", "2", "--trials-per-task", "1", "--tasks", "2",
+              "--eval-batch", "2"]
+    main(["--budget", "400", "--only", "mdp-10", "--out", str(tmp_path / "ten"), *common])
+    start = tmp_path / "ten" / "mdp-10.pt"
+    start_steps = torch.load(start, weights_only=True)["env_steps"]
+    # No time to train: the saved policy is the starting one, unchanged.
+    main(["--budget", "1000", "--max-minutes", "0", "--only", "mdp-25", "--init-from", str(start),
+          "--out", str(tmp_path / "untrained"), *common])
+    weights = {
+        name: torch.load(path, weights_only=True)["runtime"]["algorithm"]["weights"]
+        for name, path in (("start", start), ("untrained", tmp_path / "untrained" / "mdp-25.pt"))
+    }
+    assert weights["start"].keys() == weights["untrained"].keys()
+    assert all(torch.equal(weights["start"][k], weights["untrained"][k]) for k in weights["start"])
+
+    main(["--budget", "1000", "--only", "mdp-25", "--init-from", str(start),
+          "--out", str(tmp_path / "warm"), *common])
+    row = json.loads((tmp_path / "warm" / "rl2_tables.json").read_text())["rows"][0]
+    assert row["rl2_init_from"] == {"checkpoint": str(start), "row": "mdp-10",
+                                    "env_steps": start_steps}
+    total = row["rl2_env_steps"] + start_steps
+    table = (tmp_path / "warm" / "rl2_tables.md").read_text()
+    assert f"{total:,} (from mdp-10's policy)" in table
+    assert f"starting from the policy `{start}`" in table
+    # Started from in turn, a warm-started policy passes on every step behind it.
+    warm = tmp_path / "warm" / "mdp-25.pt"
+    main(["--budget", "1000", "--only", "mdp-25", "--init-from", str(warm),
+          "--out", str(tmp_path / "warmer"), *common])
+    again = json.loads((tmp_path / "warmer" / "rl2_tables.json").read_text())["rows"][0]
+    assert again["rl2_init_from"]["env_steps"] == total
+
+
+def test_init_from_refuses_a_policy_of_another_shape_and_runs_that_do_not_train(
+    tmp_path: Path,
+) -> None:
+    common = ["--meta-batch", "2", "--trials-per-task", "1", "--tasks", "2", "--eval-batch", "2"]
+    main(["--budget", "400", "--hidden-size", "8", "--only", "mdp-10", "--out", str(tmp_path),
+          *common])
+    start = tmp_path / "mdp-10.pt"
+    misfit = re.escape(f"--init-from {start}: its policy does not fit")
+    with pytest.raises(SystemExit, match=misfit):
+        main(["--budget", "400", "--hidden-size", "16", "--only", "mdp-25", "--init-from",
+              str(start), "--out", str(tmp_path / "other"), *common])
+    with pytest.raises(SystemExit):
+        parse_args(["--budget", "0", "--only", "mdp-25", "--init-from", str(start)])
+    with pytest.raises(SystemExit):
+        parse_args(["--evaluate", str(start), "--init-from", str(start)])
