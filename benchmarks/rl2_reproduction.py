@@ -54,6 +54,15 @@ def differing_settings(stored: dict[str, Any], rerun: dict[str, Any]) -> list[st
     return differing
 
 
+def starting_policies_differ(stored: dict | None, rerun: dict | None) -> bool:
+    """Whether two rows' training started from different saved policies (`--init-from`; None
+    for a fresh start): by row, steps and weights digest, where both record it."""
+    if stored is None or rerun is None:
+        return stored is not rerun
+    shared = {"row", "env_steps", "weights_sha256"} & stored.keys() & rerun.keys()
+    return any(stored[key] != rerun[key] for key in shared)
+
+
 def load_rows(directory: Path) -> dict[str, dict[str, Any]]:
     path = directory / "rl2_tables.json"
     if not path.is_file():
@@ -92,6 +101,8 @@ def compare_row(stored: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]
     if not stored["rl2_trained"]:
         raise ValueError(f"row {stored['row']}: the table holds no trained policy to compare with")
     settings_differ = differing_settings(stored["rl2_settings"], rerun["rl2_settings"])
+    if starting_policies_differ(stored.get("rl2_init_from"), rerun.get("rl2_init_from")):
+        settings_differ.append("init_from")
     agreeing, difference = first_curve_difference(stored["rl2_curve"], rerun["rl2_curve"])
     complete = rerun["rl2_env_steps"] == stored["rl2_env_steps"]
     held_out_equal = complete and stored["measured"]["rl2"] == rerun["measured"]["rl2"]

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import math
 import shlex
@@ -177,8 +178,19 @@ def initial_policy(path: Path) -> InitialPolicy:
     earlier = state.get("rl2_tables", {}).get("init_from")
     # Steps that trained the starting policy, including any it started from in turn.
     steps = int(state["env_steps"]) + (earlier["env_steps"] if earlier else 0)
-    record = {"checkpoint": str(path), "row": row or path.stem, "env_steps": steps}
-    return InitialPolicy(state["runtime"]["algorithm"]["weights"], record)
+    weights = state["runtime"]["algorithm"]["weights"]
+    record = {"checkpoint": str(path), "row": row or path.stem, "env_steps": steps,
+              "weights_sha256": weights_digest(weights)}
+    return InitialPolicy(weights, record)
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """Names a policy by its weights: two policies of one row can share a step count (seeds)."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(weights[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def train_rl2(

@@ -149,6 +149,37 @@ def test_a_setting_added_since_the_row_was_trained_counts_as_its_default(
     assert out.strip().endswith("in rl2.recurrent_cell")
 
 
+def test_a_rerun_started_from_other_weights_is_not_comparable(
+    two_runs, capsys, tmp_path: Path
+) -> None:
+    # Two seeds of mdp-10 have the same step count, so the starting policy is named by its weights.
+    table, rerun = two_runs
+
+    def started_from(digest: str):
+        def edit(row: dict) -> None:
+            row["rl2_init_from"] = {"checkpoint": "runs/rl2_tables/mdp-10.pt", "row": "mdp-10",
+                                    "env_steps": 100, "weights_sha256": digest}
+        return edit
+
+    warm_table = edited(table, tmp_path / "table", started_from("a" * 64))
+    code, out = check(edited(rerun, tmp_path / "same", started_from("a" * 64)), warm_table, capsys)
+    assert code == 0, out
+    code, out = check(edited(rerun, tmp_path / "other", started_from("b" * 64)), warm_table,
+                      capsys)
+    assert code == 1
+    assert out.strip().endswith("in init_from")
+    def recorded_before_digests(row: dict) -> None:
+        started_from("a" * 64)(row)
+        del row["rl2_init_from"]["weights_sha256"]
+
+    code, out = check(edited(rerun, tmp_path / "older", recorded_before_digests), warm_table,
+                      capsys)
+    assert code == 0, out
+    code, out = check(rerun, warm_table, capsys)  # trained from scratch
+    assert code == 1
+    assert out.strip().endswith("in init_from")
+
+
 def test_a_row_the_table_lacks_or_a_missing_file_is_an_error(two_runs, tmp_path: Path) -> None:
     table, rerun = two_runs
 

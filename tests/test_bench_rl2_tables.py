@@ -29,6 +29,7 @@ from benchmarks.rl2_tables import (  # noqa: E402
     parse_args,
     refresh_baselines,
     rl2_config,
+    weights_digest,
     write_tables,
 )
 
@@ -409,7 +410,11 @@ def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path:
           "--out", str(tmp_path / "warm"), *common])
     row = json.loads((tmp_path / "warm" / "rl2_tables.json").read_text())["rows"][0]
     assert row["rl2_init_from"] == {"checkpoint": str(start), "row": "mdp-10",
-                                    "env_steps": start_steps}
+                                    "env_steps": start_steps,
+                                    "weights_sha256": weights_digest(weights["start"])}
+    assert weights_digest(weights["start"]) != weights_digest(
+        torch.load(tmp_path / "warm" / "mdp-25.pt", weights_only=True)["runtime"]["algorithm"][
+            "weights"])
     total = row["rl2_env_steps"] + start_steps
     table = (tmp_path / "warm" / "rl2_tables.md").read_text()
     assert f"{total:,} (from mdp-10's policy)" in table
