@@ -141,15 +141,19 @@ def test_refreshing_baselines_adds_new_ones_keeps_rl2_and_refuses_drift(tmp_path
 def test_make_bench_retrains_every_shipped_row_with_its_measured_config_and_updates() -> None:
     # The shipped table is what `make bench` reproduces: a row retrained with a bigger budget must
     # not leave the Makefile running the old one. A run can stop on its time limit before its
-    # budget, so what must match is the number of updates the Makefile's budget buys.
+    # budget, so what must match is the number of updates the Makefile's budget buys, and a row
+    # trained from another row's policy must start from it in `make bench` too.
     makefile = (ROOT / "Makefile").read_text()
     shipped = json.loads((ROOT / "benchmarks" / "results" / "rl2_tables.json").read_text())
     for row in (r for r in shipped["rows"] if r["rl2_trained"]):
         command = row["command"].split()
         config = command[command.index("--config") + 1]
-        line = rf"--config {config} --only {row['row']} --budget (\d+) --merge"
+        line = (rf"--config {config} --only {row['row']} --budget (\d+)"
+                r"(?: --init-from (\S+))? --merge")
         match = re.search(line, makefile)
         assert match, f"Makefile has no `make bench` line for {row['row']} with {config}"
+        init = row.get("rl2_init_from")
+        assert match.group(2) == (init and init["checkpoint"]), f"{row['row']} starts elsewhere"
         steps_per_update = row["rl2_env_steps"] // row["rl2_updates"]
         updates = -(-int(match.group(1)) // steps_per_update)
         assert updates == row["rl2_updates"], f"make bench trains {row['row']} {updates} updates"
