@@ -165,7 +165,7 @@ class InitialPolicy:
     """Weights a row's training starts from, and what the table records about them."""
 
     weights: dict[str, torch.Tensor]
-    record: dict[str, Any]  # checkpoint path, the row it was trained for, its env steps
+    record: dict[str, Any]  # checkpoint path, the row it was trained for, env steps, digest
 
 
 def initial_policy(path: Path) -> InitialPolicy:
@@ -174,8 +174,8 @@ def initial_policy(path: Path) -> InitialPolicy:
     if state["config"].get("algorithm") != "rl2":
         raise SystemExit(f"--init-from {path}: expected an RL² checkpoint, got algorithm "
                          f"{state['config'].get('algorithm')!r}")
-    row = state.get("rl2_tables", {}).get("row")
-    earlier = state.get("rl2_tables", {}).get("init_from")
+    saved = state.get("rl2_tables", {})
+    row, earlier = saved.get("row"), saved.get("init_from")
     # Steps that trained the starting policy, including any it started from in turn.
     steps = int(state["env_steps"]) + (earlier["env_steps"] if earlier else 0)
     weights = state["runtime"]["algorithm"]["weights"]
