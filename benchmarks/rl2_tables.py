@@ -224,11 +224,10 @@ def train_rl2(
     if init is not None:
         try:
             algorithm.set_weights(init.weights)
-        except (ValueError, RuntimeError) as error:
+        except ValueError as error:
             raise SystemExit(
                 f"--init-from {init.record['checkpoint']}: its policy does not fit this row's "
-                f"(same env spaces, rl2.hidden_size and rl2.recurrent_cell expected): "
-                f"{str(error).splitlines()[0]}"
+                f"(same env spaces, rl2.hidden_size and rl2.recurrent_cell expected): {error}"
             ) from None
     rng = np.random.default_rng(config.seed)
     run = Training(algorithm, config, init_from=None if init is None else init.record)

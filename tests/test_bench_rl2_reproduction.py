@@ -168,6 +168,7 @@ def test_a_rerun_started_from_other_weights_is_not_comparable(
                       capsys)
     assert code == 1
     assert out.strip().endswith("in init_from")
+
     def recorded_before_digests(row: dict) -> None:
         started_from("a" * 64)(row)
         del row["rl2_init_from"]["weights_sha256"]

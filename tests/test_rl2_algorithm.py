@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Any
 
 import gymnasium as gym
@@ -190,6 +191,10 @@ def test_weights_are_cpu_copies_and_mismatched_weights_are_rejected():
     assert torch.equal(weights[key], algorithm.get_weights()[key])
     del weights[key]
     with pytest.raises(ValueError, match=f"missing \\['{key}'\\]"):
+        algorithm.set_weights(weights)
+    weights = algorithm.get_weights()
+    weights[key] = torch.zeros(*weights[key].shape, 2)
+    with pytest.raises(ValueError, match=f"shapes: {re.escape(key)} "):
         algorithm.set_weights(weights)
 
 

@@ -317,6 +317,12 @@ class RL2Algorithm:
             raise ValueError(
                 f"RL² weights do not match the policy: missing {missing}, unexpected {unexpected}"
             )
+        current = self.policy.state_dict()
+        misshapen = [f"{name} {tuple(weights[name].shape)} (expected {tuple(t.shape)})"
+                     for name, t in current.items() if weights[name].shape != t.shape]
+        if misshapen:
+            raise ValueError(f"RL² weights do not match the policy's shapes: "
+                             f"{', '.join(misshapen)}")
         self.policy.load_state_dict(weights)
 
     def state_dict(self) -> dict[str, Any]:
