@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
 import json
 import math
 import shlex
@@ -58,7 +57,7 @@ from benchmarks.baselines_bandit_mdp import (
     bayes_optimal_trial_value,
     mdp_episode_returns,
 )
-from rlmeta import checkpoint
+from rlmeta import checkpoint, warm_start
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
@@ -171,26 +170,16 @@ class InitialPolicy:
 def initial_policy(path: Path) -> InitialPolicy:
     """The policy weights of an RL² checkpoint (`save_policy`'s, or a run dir's)."""
     state = checkpoint.load_checkpoint(path)
-    if state["config"].get("algorithm") != "rl2":
-        raise SystemExit(f"--init-from {path}: expected an RL² checkpoint, got algorithm "
-                         f"{state['config'].get('algorithm')!r}")
+    try:
+        initial = warm_start.initial_weights_in(state, path, "rl2")
+    except ValueError as error:
+        raise SystemExit(f"--init-from: {error}") from None
     saved = state.get("rl2_tables", {})
-    row, earlier = saved.get("row"), saved.get("init_from")
-    # Steps that trained the starting policy, including any it started from in turn.
-    steps = int(state["env_steps"]) + (earlier["env_steps"] if earlier else 0)
-    weights = state["runtime"]["algorithm"]["weights"]
-    record = {"checkpoint": str(path), "row": row or path.stem, "env_steps": steps,
-              "weights_sha256": weights_digest(weights)}
-    return InitialPolicy(weights, record)
-
-
-def weights_digest(weights: dict[str, torch.Tensor]) -> str:
-    """Names a policy by its weights: two policies of one row can share a step count (seeds)."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        digest.update(name.encode())
-        digest.update(weights[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    record = {"checkpoint": str(path), "row": saved.get("row") or path.stem, **initial.record}
+    legacy = saved.get("init_from")  # where earlier versions of this script recorded it
+    if legacy is not None and warm_start.RECORD_KEY not in state:
+        record["env_steps"] += legacy["env_steps"]
+    return InitialPolicy(initial.weights, record)
 
 
 def train_rl2(
@@ -266,7 +255,8 @@ def save_policy(path: Path, row: Row, run: Training, command: str) -> Path:
         run.env_steps,
         run.rng_state,
         extra={"rl2_tables": {"row": row.name, "seconds": run.seconds, "curve": run.curve,
-                              "command": command, "init_from": run.init_from}},
+                              "command": command},
+               warm_start.RECORD_KEY: run.init_from},
     )
     return checkpoint.save_checkpoint(state, path)
 
@@ -287,7 +277,8 @@ def load_policy(path: Path) -> tuple[Row, Training, str]:
     algorithm = RL2Algorithm(config, env.observation_space, env.action_space)
     algorithm.load_state_dict(state["runtime"]["algorithm"])
     run = Training(algorithm, config, state["env_steps"], state["iteration"], saved["seconds"],
-                   saved["curve"], state["rng_state"], saved.get("init_from"))
+                   saved["curve"], state["rng_state"],
+                   state.get(warm_start.RECORD_KEY, saved.get("init_from")))
     return row, run, saved["command"]
 
 

@@ -65,7 +65,8 @@ class Algorithm(Protocol):
         """Fast-adaptation evaluation on one task: MAML `return/step_k`, RL² `return/episode_i`."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Weights, optimiser state and anything else resume needs: tensors and plain data only."""
+        """Weights (under "weights", as `get_weights` returns them: what `init_from` reads),
+        optimiser state and anything else resume needs: tensors and plain data only."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--address", help="Ray cluster address ('auto' joins a running cluster); overrides config"
+    )
+    train.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start from the policy weights of this checkpoint or run directory (same algorithm "
+        "and network shape) with a fresh optimiser; sets the config's init_from",
     )
     _add_stop_after(train)
 
@@ -192,9 +199,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.address is not None:
         overrides.append(f"address={args.address}")
     config = load_config(args.config, overrides)
+    if args.init_from is not None:
+        config = replace(config, init_from=args.init_from)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}")
-    _say(f"rlmeta: training {config.algorithm} on {config.env}; run directory {run_dir}")
+    start = f"; starting from the weights in {config.init_from}" if config.init_from else ""
+    _say(f"rlmeta: training {config.algorithm} on {config.env}; run directory {run_dir}{start}")
     summary = train(config, run_dir, stop_after=args.stop_after)
     _report_training(summary, run_dir, progress_keys(config))
     return 0

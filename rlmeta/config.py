@@ -135,6 +135,9 @@ class ExperimentConfig:
     """Meta-iterations to train."""
     seed: int = 0
     """Seed of the driver, the task sampler and every worker's sampling."""
+    init_from: str | None = None
+    """Start from the policy weights of this checkpoint (a .pt file or a run dir's newest) of the
+    same algorithm and network shape, with a fresh optimiser; None: a random initialisation."""
     checkpoint_every: int = 10
     """Write a checkpoint every this many iterations (and at the end)."""
     keep_checkpoints: int = 3

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmeta import build, checkpoint, tasks
+from rlmeta import build, checkpoint, tasks, warm_start
 from rlmeta.algorithm import TaskResult, TaskSpec
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import config_from_dict, config_to_dict, save_config
@@ -73,7 +73,9 @@ def train(
 
     `resume=True` continues from the newest checkpoint in `run_dir` exactly where it stopped.
     `stop_after` ends this session (with a checkpoint) after that many iterations, as a job's
-    time slot would; `rlmeta resume` continues it. Returns the last metrics row plus the run dir.
+    time slot would; `rlmeta resume` continues it. A new run with `config.init_from` starts from
+    that checkpoint's policy weights (`rlmeta.warm_start`). Returns the last metrics row plus the
+    run dir.
     """
     run_dir = Path(run_dir)
     if stop_after is not None and stop_after < 1:
@@ -82,11 +84,22 @@ def train(
     env = build.build_env(config)
     runtime = None
     try:
+        # Resume carries the weights in its checkpoint: init_from matters only to a new run.
+        initial = None if resume or config.init_from is None else (
+            warm_start.read_initial_weights(config.init_from, config.algorithm))
         state = _restore(config, run_dir) if resume else _start(config, run_dir)
         runtime = _make_runtime(config, env)
         if resume:
             runtime.load_state_dict(state["runtime"])
             torch.set_rng_state(state["torch_rng_state"])
+        else:
+            if initial is not None:
+                runtime.load_state_dict(
+                    warm_start.with_initial_weights(runtime.state_dict(), initial))
+                state[warm_start.RECORD_KEY] = initial.record
+            # Written once the run can start, so a run that cannot leaves nothing behind.
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / CONFIG_FILE)
         driver = _Driver(config, run_dir, runtime, env, state)
     except BaseException:
         if runtime is not None:
@@ -106,8 +119,6 @@ def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
             f"run directory {str(run_dir)!r} already has checkpoints; continue it with "
             f"`rlmeta resume {run_dir}` or choose another --run-dir"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / CONFIG_FILE)
     # The learner's own randomness (e.g. minibatch order) draws from torch's global RNG.
     torch.manual_seed(config.seed)
     return {
@@ -155,6 +166,7 @@ class _Driver:
         self.completed: int = state["iteration"]
         self.env_steps: int = state["env_steps"]
         self.best_score: float | None = state["best_score"]
+        self.init_from: dict[str, Any] | None = state.get(warm_start.RECORD_KEY)
         self.rng = np.random.default_rng(config.seed)
         self.rng.bit_generator.state = state["rng_state"]
         # (handle, task-RNG state before that batch was drawn): resume redraws unlearned batches.
@@ -244,6 +256,7 @@ class _Driver:
                 "time_s": row["time_s"],
                 "best_score": self.best_score,
                 "torch_rng_state": torch.get_rng_state(),
+                warm_start.RECORD_KEY: self.init_from,
             },
         )
 

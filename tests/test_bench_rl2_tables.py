@@ -17,6 +17,7 @@ import torch
 from rlmeta.algorithm import TaskSpec
 from rlmeta.rl2 import RL2Algorithm, collate_trials
 from rlmeta.tasks import make_task_env
+from rlmeta.warm_start import weights_digest
 
 # benchmarks/ is a folder of scripts run as `python -m benchmarks.<name>` from the repository root.
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,11 +26,11 @@ from benchmarks.rl2_tables import (  # noqa: E402
     ROWS,
     adaptation_ranges,
     evaluate_rl2,
+    initial_policy,
     main,
     parse_args,
     refresh_baselines,
     rl2_config,
-    weights_digest,
     write_tables,
 )
 
@@ -429,6 +430,12 @@ def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path:
           "--out", str(tmp_path / "warmer"), *common])
     again = json.loads((tmp_path / "warmer" / "rl2_tables.json").read_text())["rows"][0]
     assert again["rl2_init_from"]["env_steps"] == total
+    # Policies saved before the record moved to the checkpoint's top level keep it in their
+    # rl2_tables entry (the stored mdp-25 row): their steps are counted all the same.
+    legacy = torch.load(warm, weights_only=True)
+    legacy["rl2_tables"]["init_from"] = legacy.pop("init_from")
+    torch.save(legacy, tmp_path / "legacy.pt")
+    assert initial_policy(tmp_path / "legacy.pt").record["env_steps"] == total
 
 
 def test_init_from_refuses_a_policy_of_another_shape_and_runs_that_do_not_train(

@@ -115,7 +115,7 @@ def test_help_is_complete(capsys, command: str) -> None:
     status, out, _ = run_main(capsys, command, "--help")
     assert status == 0
     expected = {
-        "train": ["--set", "--run-dir", "--address", "--stop-after", "CONFIG"],
+        "train": ["--set", "--run-dir", "--address", "--init-from", "--stop-after", "CONFIG"],
         "resume": ["RUN_DIR", "--stop-after"],
         "evaluate": ["--tasks", "--split", "--adapt-steps", "--actions", "--out",
                      "RUN_DIR|CHECKPOINT"],
@@ -247,3 +247,29 @@ def test_resume_of_a_finished_run_says_so(capsys, tmp_path: Path) -> None:
     assert "1 iterations" in out
     status, _, err = run_main(capsys, "resume", str(tmp_path / "r"))
     assert status == 0 and "already finished all 1 iterations" in err
+
+
+def test_train_init_from_starts_from_another_runs_policy(capsys, tmp_path: Path) -> None:
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    one = ["--set", "iterations=1", "--set", "maml.meta_batch_size=1"]
+    status, _, err = run_main(capsys, "train", str(tmp_path / "tiny.yaml"),
+                              "--run-dir", str(tmp_path / "first"), *one)
+    assert status == 0, err
+    status, _, err = run_main(capsys, "train", str(tmp_path / "tiny.yaml"), "--run-dir",
+                              str(tmp_path / "warm"), "--init-from", str(tmp_path / "first"), *one)
+    assert status == 0, err
+    assert f"starting from the weights in {tmp_path / 'first'}" in err
+    assert f"init_from: {tmp_path / 'first'}" in (tmp_path / "warm" / "config.yaml").read_text()
+    record = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "warm"))
+    assert record["init_from"]["checkpoint"] == str(checkpoint.latest_checkpoint(
+        tmp_path / "first"))
+
+    # Another network shape: one line naming the weights that do not fit, exit 2, no run.
+    status, _, err = run_main(capsys, "train", str(tmp_path / "tiny.yaml"), "--run-dir",
+                              str(tmp_path / "wide"), "--init-from", str(tmp_path / "first"),
+                              "--set", "policy.hidden_sizes=[16, 16]", *one)
+    assert status == 2
+    line = last_line(err)
+    assert line.startswith("rlmeta train: error: init_from ") and "do not fit" in line
+    assert "misshapen" in line and "(here (16, 2))" in line
+    assert not (tmp_path / "wide").exists()

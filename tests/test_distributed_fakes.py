@@ -147,10 +147,10 @@ class FakeAlgorithm:
         return {"return/step_0": result.metrics["return"], "mean": float(self.mean[0])}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.clone(), "updates": self.updates}
+        return {"weights": self.get_weights(), "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.mean = state["mean"].clone()
+        self.mean = state["weights"]["mean"].clone()
         self.updates = int(state["updates"])
 
 

@@ -222,7 +222,7 @@ def test_async_staleness_is_reported_and_bounded(runtime: RayRuntime) -> None:
 
 def test_evaluate_state_dict_and_restore_at_an_older_version(runtime: RayRuntime) -> None:
     saved = runtime.state_dict()
-    mean = float(saved["algorithm"]["mean"][0])
+    mean = float(saved["algorithm"]["weights"]["mean"][0])
     iterate(runtime)
     current = runtime.evaluate(specs(3), adapt_steps=1)
     given = runtime.evaluate(specs(3), adapt_steps=1, weights={"mean": torch.tensor([-1.0])})

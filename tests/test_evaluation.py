@@ -128,7 +128,7 @@ def test_baseline_is_the_runs_initial_weights(tmp_path: Path) -> None:
     # A checkpoint holding the untrained initial weights: both policies are then the same.
     state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "run"))
     initial = build.build_algorithm(config, "cpu").get_weights()
-    state["runtime"]["algorithm"]["mean"] = initial["mean"]
+    state["runtime"]["algorithm"]["weights"] = initial
     path = checkpoint.save_checkpoint(state, tmp_path / "initial.pt")
     untrained = means(evaluate(path, n_tasks=4, adapt_steps=0, out_dir=tmp_path / "b"))
     assert untrained[("meta-learned", "return/step_0")] == untrained[

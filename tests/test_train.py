@@ -7,6 +7,8 @@ the algorithm by pointing `rlmeta.build.ALGORITHM_CLASSES["maml"]` at `test_trai
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ import torch
 from rlmeta import build, checkpoint
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config_io import config_from_dict
+from rlmeta.distributed.local import LocalRuntime
 from rlmeta.rollout import sample_rollout
 from rlmeta.train import CONFIG_FILE, draw_task_specs, train
+from rlmeta.warm_start import weights_digest
 
 HORIZON = 3
 
@@ -125,11 +129,11 @@ class FakeAlgorithm:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.detach().clone(), "optimizer": self.optimizer.state_dict(),
+        return {"weights": self.get_weights(), "optimizer": self.optimizer.state_dict(),
                 "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.set_weights({"mean": state["mean"]})
+        self.set_weights(state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = state["updates"]
 
@@ -194,7 +198,8 @@ def test_stopped_and_resumed_equals_straight_through(tmp_path: Path) -> None:
     assert final_state(tmp_path / "stopped")["iteration"] == 3
     train(config, tmp_path / "stopped", resume=True)
     a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "stopped")
-    assert torch.equal(a["runtime"]["algorithm"]["mean"], b["runtime"]["algorithm"]["mean"])
+    assert torch.equal(a["runtime"]["algorithm"]["weights"]["mean"],
+                       b["runtime"]["algorithm"]["weights"]["mean"])
     assert torch.equal(
         a["runtime"]["algorithm"]["optimizer"]["state"][0]["exp_avg"],
         b["runtime"]["algorithm"]["optimizer"]["state"][0]["exp_avg"],
@@ -216,7 +221,8 @@ def test_resume_after_a_crash_truncates_logs_past_the_checkpoint(tmp_path: Path)
     train(config, tmp_path / "crashed", resume=True)
     assert [r["iteration"] for r in rows(tmp_path / "crashed")] == [0, 1, 2, 3]
     a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "crashed")
-    assert torch.equal(a["runtime"]["algorithm"]["mean"], b["runtime"]["algorithm"]["mean"])
+    assert torch.equal(a["runtime"]["algorithm"]["weights"]["mean"],
+                       b["runtime"]["algorithm"]["weights"]["mean"])
 
 
 def test_async_mode_draws_the_same_tasks_and_reports_staleness(tmp_path: Path) -> None:
@@ -271,3 +277,60 @@ def test_a_meta_batch_lost_entirely_to_env_errors_stops_the_run(tmp_path: Path) 
     config = make_config(env=f"{__name__}:ExplodingEnv", on_env_error="drop")
     with pytest.raises(RuntimeError, match="every task of the meta-batch was dropped"):
         train(config, tmp_path)
+
+
+def test_a_run_can_start_from_another_runs_weights(tmp_path: Path) -> None:
+    train(make_config(iterations=4), tmp_path / "first")
+    first = final_state(tmp_path / "first")
+    source = checkpoint.latest_checkpoint(tmp_path / "first")
+    config = make_config(iterations=3, seed=6, init_from=str(tmp_path / "first"))
+    train(config, tmp_path / "straight")
+    train(config, tmp_path / "warm", stop_after=1)
+
+    # The first meta-batch was sampled with the starting weights: the same tasks sampled here
+    # with them give the return the run logged, and a run from scratch logs another.
+    spaces = (TargetEnv.observation_space, TargetEnv.action_space)
+    runtime = LocalRuntime(config, build.algorithm_factory(config, *spaces),
+                           build.env_factory(config))
+    runtime.algorithm.set_weights(first["runtime"]["algorithm"]["weights"])
+    specs = draw_task_specs(TargetEnv(), 3, np.random.default_rng(6))
+    expected = np.mean([r.metrics["return/step_1"] for r in runtime.collect(runtime.submit(specs))])
+    assert rows(tmp_path / "warm")[0]["return/step_1"] == pytest.approx(expected, abs=1e-9)
+    train(make_config(iterations=1, seed=6), tmp_path / "scratch")
+    assert rows(tmp_path / "scratch")[0]["return/step_1"] != pytest.approx(expected, abs=1e-3)
+
+    record = {"checkpoint": str(source), "env_steps": first["env_steps"],
+              "weights_sha256": weights_digest(first["runtime"]["algorithm"]["weights"])}
+    assert final_state(tmp_path / "warm")["init_from"] == record
+    # Resume carries the weights in its own checkpoints: the source may be gone by then.
+    shutil.rmtree(tmp_path / "first")
+    train(config, tmp_path / "warm", resume=True)
+    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "warm")
+    assert torch.equal(a["runtime"]["algorithm"]["weights"]["mean"],
+                       b["runtime"]["algorithm"]["weights"]["mean"])
+    assert b["init_from"] == record
+    # Started from in turn, a warm-started run passes on every env step behind it.
+    train(make_config(iterations=1, init_from=str(tmp_path / "warm")), tmp_path / "chain")
+    chained = final_state(tmp_path / "chain")["init_from"]
+    assert chained["env_steps"] == b["env_steps"] + first["env_steps"]
+
+
+def test_a_start_that_does_not_fit_stops_before_writing_the_run(tmp_path: Path) -> None:
+    def saved(name: str, algorithm: str, mean: torch.Tensor) -> Path:
+        state = checkpoint.make_checkpoint(
+            {"algorithm": algorithm}, {"algorithm": {"weights": {"mean": mean}}}, 1, 10, {})
+        return checkpoint.save_checkpoint(state, tmp_path / name)
+
+    cases = [
+        (saved("wide.pt", "maml", torch.zeros(2)), "misshapen mean (2,) (here (1,))"),
+        (saved("rl2.pt", "rl2", torch.zeros(1)), "a checkpoint of algorithm 'rl2'; expected one "
+                                                 "of 'maml'"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            train(make_config(init_from=str(path)), tmp_path / "run")
+        assert not (tmp_path / "run").exists()
+    missing = "init_from: .*missing.pt' is neither a run directory"
+    with pytest.raises(checkpoint.CheckpointError, match=missing):
+        train(make_config(init_from=str(tmp_path / "missing.pt")), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
