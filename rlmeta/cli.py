@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fast-adaptation evaluation on held-out tasks",
         description="Evaluate a checkpoint on held-out tasks: return after 0..K inner steps "
         "(MAML) or per episode of a trial (RL²), mean and 95%% CI over tasks, next to the run's "
-        "random initialisation adapted the same way. Writes adaptation.csv and adaptation.png.",
+        "random initialisation adapted the same way (and, for a run started with --init-from, "
+        "the policy it started from). Writes adaptation.csv and adaptation.png.",
     )
     evaluate.add_argument(
         "target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (newest checkpoint) or a .pt"
@@ -256,6 +257,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for policy, failed in report.failed_tasks.items():
         if failed:
             print(f"{policy}: {failed} tasks failed with env errors and are left out")
+    for note in report.notes:
+        print(note)
     print(f"wrote {report.out_dir / 'adaptation.csv'} and {report.out_dir / 'adaptation.png'}")
     return 0
 

@@ -2,10 +2,11 @@
 
 Held-out tasks come from a task RNG stream separate from training's (`default_rng([seed, 1])`
 versus training's `default_rng(seed)`); `split="train"` replays the tasks training drew first.
-For Meta-World the split also selects the benchmark's own train or test tasks. Both policies,
-the checkpoint's and a freshly built algorithm's (the run's untrained initial weights), are
-evaluated on the same tasks with the same seeds, through `runtime.evaluate` on the workers.
-Outputs: `adaptation.csv`, `adaptation.png` and a printed table.
+For Meta-World the split also selects the benchmark's own train or test tasks. The policies,
+the checkpoint's and a freshly built algorithm's (the run's untrained initial weights), and for a
+warm-started run (`init_from`) the weights it started from, are evaluated on the same tasks with
+the same seeds, through `runtime.evaluate` on the workers. Outputs: `adaptation.csv`,
+`adaptation.png` and a printed table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmeta import build, checkpoint
+from rlmeta import build, checkpoint, warm_start
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import config_from_dict
@@ -28,7 +29,9 @@ from rlmeta.train import draw_task_specs, meta_batch_size
 
 SPLITS = ("train", "test")
 HELD_OUT_STREAM = 1
-POLICIES = ("meta-learned", "random init")
+STARTING_POLICY = "starting policy"  # a warm-started run's initial weights, before fine-tuning
+POLICIES = ("meta-learned", STARTING_POLICY, "random init")  # column and legend order
+_COLORS = {"meta-learned": "tab:blue", STARTING_POLICY: "tab:orange", "random init": "tab:gray"}
 CSV_FILE = "adaptation.csv"
 PLOT_FILE = "adaptation.png"
 DEFAULT_MAML_ADAPT_STEPS = 3  # the paper's curves: 0..3 gradient steps
@@ -160,6 +163,7 @@ class EvaluationReport:
     adapt_steps: int
     summaries: list[Summary]
     failed_tasks: dict[str, int]  # per policy, tasks lost to env errors
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. why a row is absent
 
 
 def evaluate(
@@ -193,8 +197,10 @@ def evaluate(
         spaces = (env.observation_space, env.action_space)
     finally:
         env.close()
-    rows = _evaluate_both(config, state["runtime"], specs, adapt_steps, spaces)
-    summaries = [s for policy in POLICIES for s in summarize(policy, rows[policy][0])]
+    starting, notes = starting_weights(state, config.algorithm)
+    rows = _evaluate_policies(config, state["runtime"], specs, adapt_steps, spaces, starting)
+    summaries = [s for policy in POLICIES if policy in rows
+                 for s in summarize(policy, rows[policy][0])]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / CSV_FILE, summaries)
     title = (
@@ -202,20 +208,42 @@ def evaluate(
         f"checkpoint {_run_dir_of(path).name}/{path.name}"
     )
     plot_adaptation(out / PLOT_FILE, summaries, title, config.algorithm)
-    failed = {policy: rows[policy][1] for policy in POLICIES}
-    return EvaluationReport(path, out, split, adapt_steps, summaries, failed)
+    failed = {policy: outcome[1] for policy, outcome in rows.items()}
+    return EvaluationReport(path, out, split, adapt_steps, summaries, failed, notes)
+
+
+def starting_weights(
+    state: dict[str, Any], algorithm: str
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The weights a warm-started run began from, read again from the checkpoint its record
+    names, or None with a note saying why not. A file that has changed since (its weights'
+    digest differs from the record's) is not evaluated: its row would be another policy's."""
+    record = state.get(warm_start.RECORD_KEY)
+    if not record:
+        return None, []
+    source = record["checkpoint"]
+    try:
+        initial = warm_start.read_initial_weights(source, algorithm)
+    except (checkpoint.CheckpointError, ValueError) as error:
+        return None, [f"{STARTING_POLICY} not evaluated: {error}"]
+    if initial.record["weights_sha256"] != record["weights_sha256"]:
+        return None, [f"{STARTING_POLICY} not evaluated: {source!r} holds other weights than "
+                      f"this run started from (weights digest differs from the checkpoint's "
+                      f"init_from record)"]
+    return initial.weights, []
 
 
 def _run_dir_of(path: Path) -> Path:
     return path.parent.parent if path.parent.name == checkpoint.CHECKPOINT_DIR else path.parent
 
 
-def _evaluate_both(
+def _evaluate_policies(
     config: ExperimentConfig,
     runtime_state: dict[str, Any],
     specs: list[TaskSpec],
     adapt_steps: int,
     spaces: tuple[Any, Any],
+    starting: dict[str, Any] | None,
 ) -> dict[str, tuple[list[dict[str, float]], int]]:
     from rlmeta.distributed import make_runtime  # Ray only when evaluation runs
 
@@ -225,10 +253,13 @@ def _evaluate_both(
         runtime.load_state_dict(runtime_state)
         # The baseline: the run's own untrained initial weights, adapted the same way.
         initial = build.build_algorithm(config, "cpu", *spaces).get_weights()
-        return {
-            "meta-learned": _split_failures(runtime.evaluate(specs, adapt_steps)),
-            "random init": _split_failures(runtime.evaluate(specs, adapt_steps, weights=initial)),
-        }
+        rows = {"meta-learned": _split_failures(runtime.evaluate(specs, adapt_steps))}
+        if starting is not None:
+            rows[STARTING_POLICY] = _split_failures(
+                runtime.evaluate(specs, adapt_steps, weights=starting)
+            )
+        rows["random init"] = _split_failures(runtime.evaluate(specs, adapt_steps, weights=initial))
+        return rows
     finally:
         runtime.shutdown()
 
@@ -273,7 +304,7 @@ def plot_adaptation(
     figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
     xlabel = "inner gradient steps" if algorithm == "maml" else "episode in the trial"
     for axis, metric in zip(axes[0], metrics, strict=True):
-        for policy, color in zip(POLICIES, ("tab:blue", "tab:gray"), strict=True):
+        for policy, color in _COLORS.items():
             points = sorted(
                 (s.x, s.mean, s.ci95)
                 for s in summaries
@@ -300,11 +331,12 @@ def format_table(summaries: list[Summary]) -> str:
     """A plain-text table: one row per metric, one column per policy (mean ± CI half-width)."""
     keys = sorted({s.key for s in summaries}, key=_key_order)
     by = {(s.policy, s.key): s for s in summaries}
-    header = ["metric", *POLICIES]
+    policies = [policy for policy in POLICIES if any(s.policy == policy for s in summaries)]
+    header = ["metric", *policies]
     lines = [header]
     for key in keys:
         cells = [key]
-        for policy in POLICIES:
+        for policy in policies:
             s = by.get((policy, key))
             cells.append("-" if s is None else f"{s.mean:.3f} ± {s.ci95:.3f}")
         lines.append(cells)

@@ -263,6 +263,12 @@ def test_train_init_from_starts_from_another_runs_policy(capsys, tmp_path: Path)
     record = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "warm"))
     assert record["init_from"]["checkpoint"] == str(checkpoint.latest_checkpoint(
         tmp_path / "first"))
+    # Evaluated, it is shown beside the policy it started from.
+    status, out, err = run_main(capsys, "evaluate", str(tmp_path / "warm"), "--tasks", "2",
+                                "--adapt-steps", "1")
+    assert status == 0, err
+    header = [cell.strip() for cell in out.splitlines()[1].split(" | ")[1:]]
+    assert header == ["meta-learned", "starting policy", "random init"]
 
     # Another network shape: one line naming the weights that do not fit, exit 2, no run.
     status, _, err = run_main(capsys, "train", str(tmp_path / "tiny.yaml"), "--run-dir",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from rlmeta import build, checkpoint, evaluation
 from rlmeta.evaluation import (
     CSV_FILE,
     PLOT_FILE,
+    STARTING_POLICY,
     Summary,
     evaluate,
     evaluation_specs,
@@ -114,6 +116,48 @@ def test_evaluate_a_run_writes_csv_plot_and_beats_the_baseline(tmp_path: Path) -
     assert means[("meta-learned", "return/step_2")] > means[("meta-learned", "return/step_0")]
     table = format_table(report.summaries)
     assert "return/step_2" in table and "±" in table and "random init" in table
+
+
+def test_a_warm_started_run_is_shown_beside_the_policy_it_started_from(tmp_path: Path) -> None:
+    train(make_config(iterations=4), tmp_path / "first")
+    source = checkpoint.latest_checkpoint(tmp_path / "first")
+    train(make_config(iterations=2, init_from=str(tmp_path / "first")), tmp_path / "warm")
+    means = lambda report: {(s.policy, s.key): s.mean for s in report.summaries}
+    warm = evaluate(tmp_path / "warm", n_tasks=4, adapt_steps=1, out_dir=tmp_path / "a")
+    first = evaluate(source, n_tasks=4, adapt_steps=1, out_dir=tmp_path / "b")
+    warm_means, first_means = means(warm), means(first)
+    # The starting row is the first run's policy on the same tasks and seeds, adapted the same way.
+    for k in (0, 1):
+        key = f"return/step_{k}"
+        assert warm_means[(STARTING_POLICY, key)] == first_means[("meta-learned", key)]
+        assert warm_means[("random init", key)] == first_means[("random init", key)]
+    assert warm_means[("meta-learned", "return/step_0")] != warm_means[
+        (STARTING_POLICY, "return/step_0")
+    ]
+    assert not warm.notes and not first.notes
+    assert STARTING_POLICY not in {s.policy for s in first.summaries}
+    assert {r["policy"] for r in read_csv(warm.out_dir / CSV_FILE)} == {
+        "meta-learned", STARTING_POLICY, "random init"}
+    header = format_table(warm.summaries).splitlines()[0]
+    assert [cell.strip() for cell in header.split(" | ")[1:]] == [
+        "meta-learned", STARTING_POLICY, "random init"]
+
+    # The source file since overwritten with other weights: no row under that name, and a note.
+    state = checkpoint.load_checkpoint(source)
+    state["runtime"]["algorithm"]["weights"] = {
+        name: tensor + 1.0 for name, tensor in state["runtime"]["algorithm"]["weights"].items()}
+    checkpoint.save_checkpoint(state, source)
+    changed = evaluate(tmp_path / "warm", n_tasks=4, adapt_steps=1, out_dir=tmp_path / "c")
+    assert STARTING_POLICY not in {s.policy for s in changed.summaries}
+    assert changed.notes == [
+        f"{STARTING_POLICY} not evaluated: {str(source)!r} holds other weights than this run "
+        f"started from (weights digest differs from the checkpoint's init_from record)"]
+    assert means(changed)[("meta-learned", "return/step_1")] == warm_means[
+        ("meta-learned", "return/step_1")]
+    shutil.rmtree(tmp_path / "first")
+    gone = evaluate(tmp_path / "warm", n_tasks=4, adapt_steps=1, out_dir=tmp_path / "d")
+    assert len(gone.notes) == 1 and gone.notes[0].startswith(f"{STARTING_POLICY} not evaluated: ")
+    assert str(source) in gone.notes[0]
 
 
 def test_baseline_is_the_runs_initial_weights(tmp_path: Path) -> None:
