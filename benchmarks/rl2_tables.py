@@ -159,16 +159,9 @@ class Training:
     init_from: dict[str, Any] | None = None  # the saved policy training started from, if any
 
 
-@dataclass
-class InitialPolicy:
-    """Weights a row's training starts from, and what the table records about them."""
-
-    weights: dict[str, torch.Tensor]
-    record: dict[str, Any]  # checkpoint path, the row it was trained for, env steps, digest
-
-
-def initial_policy(path: Path) -> InitialPolicy:
-    """The policy weights of an RL² checkpoint (`save_policy`'s, or a run dir's)."""
+def initial_policy(path: Path) -> warm_start.InitialWeights:
+    """The policy weights of an RL² checkpoint (`save_policy`'s, or a run dir's), and what the
+    table records about them: the checkpoint, the row it was trained for, env steps, digest."""
     state = checkpoint.load_checkpoint(path)
     try:
         initial = warm_start.initial_weights_in(state, path, "rl2")
@@ -179,7 +172,7 @@ def initial_policy(path: Path) -> InitialPolicy:
     legacy = saved.get("init_from")  # where earlier versions of this script recorded it
     if legacy is not None and warm_start.RECORD_KEY not in state:
         record["env_steps"] += legacy["env_steps"]
-    return InitialPolicy(initial.weights, record)
+    return warm_start.InitialWeights(initial.weights, record)
 
 
 def train_rl2(
@@ -187,7 +180,7 @@ def train_rl2(
     budget: int,
     max_seconds: float,
     log_every: int = 10,
-    init: InitialPolicy | None = None,
+    init: warm_start.InitialWeights | None = None,
 ) -> Training:
     """Train until `budget` env steps or `max_seconds`, whichever comes first, from `init`'s
     weights if given (with a fresh optimizer: its learning-rate schedule is this run's).
@@ -212,12 +205,9 @@ def train_rl2(
     algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
     if init is not None:
         try:
-            algorithm.set_weights(init.weights)
+            algorithm.set_weights(warm_start.fitted_weights(algorithm.get_weights(), init))
         except ValueError as error:
-            raise SystemExit(
-                f"--init-from {init.record['checkpoint']}: its policy does not fit this row's "
-                f"(same env spaces, rl2.hidden_size and rl2.recurrent_cell expected): {error}"
-            ) from None
+            raise SystemExit(f"--init-from: {error}") from None
     rng = np.random.default_rng(config.seed)
     run = Training(algorithm, config, init_from=None if init is None else init.record)
     started = time.perf_counter()

@@ -72,10 +72,11 @@ def initial_weights_in(state: dict[str, Any], path: Path, algorithm: str) -> Ini
     return InitialWeights(weights, record)
 
 
-def with_initial_weights(runtime_state: dict[str, Any], initial: InitialWeights) -> dict[str, Any]:
-    """A fresh run's `runtime_state` with its policy weights replaced by `initial`'s, after
-    checking that they have the same names and shapes."""
-    current = runtime_state["algorithm"]["weights"]
+def fitted_weights(
+    current: dict[str, torch.Tensor], initial: InitialWeights
+) -> dict[str, torch.Tensor]:
+    """`initial`'s weights, in the order of `current` (a fresh policy's), after checking that
+    they have the same names and shapes: one check and one message for every caller."""
     missing = sorted(set(current) - set(initial.weights))
     unexpected = sorted(set(initial.weights) - set(current))
     misshapen = [
@@ -95,5 +96,10 @@ def with_initial_weights(runtime_state: dict[str, Any], initial: InitialWeights)
             f"init_from {initial.record['checkpoint']!r}: its weights do not fit this config's "
             f"policy ({'; '.join(found)}); expected the same env spaces and network settings"
         )
-    weights = {name: initial.weights[name].clone() for name in current}
+    return {name: initial.weights[name].clone() for name in current}
+
+
+def with_initial_weights(runtime_state: dict[str, Any], initial: InitialWeights) -> dict[str, Any]:
+    """A fresh run's `runtime_state` with its policy weights replaced by `initial`'s."""
+    weights = fitted_weights(runtime_state["algorithm"]["weights"], initial)
     return {**runtime_state, "algorithm": {**runtime_state["algorithm"], "weights": weights}}

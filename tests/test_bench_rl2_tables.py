@@ -445,7 +445,8 @@ def test_init_from_refuses_a_policy_of_another_shape_and_runs_that_do_not_train(
     main(["--budget", "400", "--hidden-size", "8", "--only", "mdp-10", "--out", str(tmp_path),
           *common])
     start = tmp_path / "mdp-10.pt"
-    misfit = re.escape(f"--init-from {start}: its policy does not fit")
+    misfit = re.escape(f"--init-from: init_from {str(start)!r}: its weights do not fit this "
+                       f"config's policy (misshapen ")
     with pytest.raises(SystemExit, match=misfit):
         main(["--budget", "400", "--hidden-size", "16", "--only", "mdp-25", "--init-from",
               str(start), "--out", str(tmp_path / "other"), *common])
