@@ -226,7 +226,7 @@ def starting_weights(
         initial = warm_start.read_initial_weights(source, algorithm)
     except (checkpoint.CheckpointError, ValueError) as error:
         return None, [f"{STARTING_POLICY} not evaluated: {error}"]
-    if initial.record["weights_sha256"] != record["weights_sha256"]:
+    if initial.record["weights_sha256"] != record.get("weights_sha256"):
         return None, [f"{STARTING_POLICY} not evaluated: {source!r} holds other weights than "
                       f"this run started from (weights digest differs from the checkpoint's "
                       f"init_from record)"]
