@@ -304,7 +304,7 @@ def plot_adaptation(
     figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
     xlabel = "inner gradient steps" if algorithm == "maml" else "episode in the trial"
     for axis, metric in zip(axes[0], metrics, strict=True):
-        for policy, color in _COLORS.items():
+        for policy in POLICIES:
             points = sorted(
                 (s.x, s.mean, s.ci95)
                 for s in summaries
@@ -314,8 +314,8 @@ def plot_adaptation(
                 continue
             xs, means, halves = (np.array(v, dtype=float) for v in zip(*points, strict=True))
             halves = np.nan_to_num(halves)
-            axis.plot(xs, means, marker="o", color=color, label=policy)
-            axis.fill_between(xs, means - halves, means + halves, color=color, alpha=0.2)
+            axis.plot(xs, means, marker="o", color=_COLORS[policy], label=policy)
+            axis.fill_between(xs, means - halves, means + halves, color=_COLORS[policy], alpha=0.2)
         axis.set_xlabel(xlabel)
         axis.set_ylabel("mean return per episode" if metric == "return" else "success rate")
         axis.xaxis.get_major_locator().set_params(integer=True)
