@@ -25,7 +25,8 @@ stream, so that the held-out figure is not also the one the choice was made on:
 
 A row can start from another saved policy of the same shape (`--init-from`, e.g. mdp-25 from
 the mdp-10 row's policy: the same MDPs, trials 2.5 times as long); the table then counts the
-steps that trained the starting policy in the row's env steps.
+steps that trained the starting policy in the row's env steps, and measures that policy beside
+the row, so that it says what training on the row added.
 
 How a trained row acts in the table is chosen the same way: its policy plays the validation tasks
 sampling its actions (as in training) and acting on its most probable action; the table reports
@@ -61,6 +62,7 @@ from rlmeta import checkpoint, warm_start
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
+from rlmeta.evaluation import starting_weights
 from rlmeta.rl2 import ACTION_MODES, RL2Algorithm
 from rlmeta.tasks import make_task_env, sample_tasks
 from rlmeta.train import draw_task_specs
@@ -295,6 +297,25 @@ def evaluate_rl2(
     return returns
 
 
+def measure_starting_policy(
+    run: Training, tasks: list[Any], seed: int, batch: int, actions: str, row_returns: np.ndarray
+) -> dict[str, Any]:
+    """The policy a warm-started row began from, read again from the checkpoint its start record
+    names, on the row's held-out tasks and env seeds and acting as the row does: what training
+    on this row added, paired task by task with the row's `row_returns` (`[tasks, episodes]`).
+    Only a note if that checkpoint is gone or now holds other weights."""
+    assert run.config is not None and run.init_from is not None
+    weights, notes = starting_weights(run.init_from, "rl2")
+    if weights is None:
+        return {"note": notes[0]}
+    env = make_task_env(run.config.env, **run.config.env_kwargs)
+    start = RL2Algorithm(run.config, env.observation_space, env.action_space)
+    start.set_weights(weights)
+    returns = evaluate_rl2(start, run.config, tasks, seed, batch, actions)
+    return {"held_out": summary(returns.sum(axis=1)), "per_episode": episode_means(returns),
+            "rl2_minus_start": summary(row_returns.sum(axis=1) - returns.sum(axis=1))}
+
+
 def baselines(row: Row, tasks: list[Any], seed: int) -> dict[str, np.ndarray]:
     """Each baseline's return per episode of one trial per task, `[tasks, episodes]`."""
     env = make_task_env(row.env_id, **row.env_kwargs)
@@ -453,7 +474,7 @@ def run_row(
     trained = run.algorithm is not None
     tasks, eval_seed = held_out_tasks(row, args.tasks, args.seed)
     per_episode = baselines(row, tasks, eval_seed)
-    actions = None
+    actions = start = None
     if run.algorithm is not None:
         actions = choose_actions(run, row, args.tasks, args.seed, args.eval_batch)
         both = {mode: evaluate_rl2(run.algorithm, config, tasks, eval_seed, args.eval_batch, mode)
@@ -461,6 +482,9 @@ def run_row(
         per_episode["rl2"] = both[actions["chosen"]]
         # Both figures are kept, so that the choice made on validation tasks can be checked.
         actions["held_out"] = {mode: summary(values.sum(axis=1)) for mode, values in both.items()}
+        if run.init_from is not None:
+            start = measure_starting_policy(run, tasks, eval_seed, args.eval_batch,
+                                            actions["chosen"], per_episode["rl2"])
     measured = {name: returns.sum(axis=1) for name, returns in per_episode.items()}
     paired = {}
     for reference in PAIRED_REFERENCES:
@@ -486,6 +510,7 @@ def run_row(
         "rl2_actions": actions,
         "rl2_env_steps": run.env_steps,
         "rl2_init_from": run.init_from,
+        "rl2_start": start,
         "rl2_updates": run.updates,
         "rl2_train_seconds": run.seconds,
         "rl2_settings": {"seed": config.seed, "policy": asdict(config.policy),
@@ -595,15 +620,23 @@ def _settings_line(result: dict[str, Any]) -> str:
         f"reward scale {rl2.get('reward_scale', 1.0)}, "
         f"seed {result['rl2_settings']['seed']}; {result['rl2_updates']} updates, "
         f"{result['rl2_env_steps']:,} env steps, {result['rl2_train_seconds']:.0f} s training"
-        f"{_init_note(result.get('rl2_init_from'))}. Command: `{result['command']}`"
+        f"{_init_note(result.get('rl2_init_from'), result.get('rl2_start'))}. "
+        f"Command: `{result['command']}`"
     )
 
 
-def _init_note(init: dict[str, Any] | None) -> str:
+def _init_note(init: dict[str, Any] | None, start: dict[str, Any] | None) -> str:
     if init is None:
         return ""
-    return (f", starting from the policy `{init['checkpoint']}` ({init['row']}, "
+    note = (f", starting from the policy `{init['checkpoint']}` ({init['row']}, "
             f"{init['env_steps']:,} env steps before)")
+    if start is None:  # a row measured before starting policies were
+        return note
+    if "note" in start:
+        return f"{note} ({start['note']})"
+    return (f"{note}, which scores {_mean_se(start['held_out'])} on these held-out tasks: "
+            f"{start['rl2_minus_start']['mean']:+.2f} ± {start['rl2_minus_start']['se']:.2f} "
+            f"from training on this row (paired)")
 
 
 MDP_LABELS = {"random": "Random", "eps_greedy": "ε-greedy", "greedy": "greedy", "psrl": "PSRL",
@@ -653,13 +686,18 @@ def _adaptation_tables(rows: list[dict[str, Any]]) -> list[str]:
             ) + " |",
             "| --- |" + " --- |" * len(columns),
         ]
-        for name, label in (BANDIT_LABELS if bandit else MDP_LABELS).items():
-            if name in r["per_episode"]:
-                curve = r["per_episode"][name]
-                lines.append(f"| {label} | " + " | ".join(
-                    f"{np.mean(curve[first - 1:last]):.{3 if bandit else 2}f}"
-                    for first, last in columns
-                ) + " |")
+        curves = [(label, r["per_episode"][name])
+                  for name, label in (BANDIT_LABELS if bandit else MDP_LABELS).items()
+                  if name in r["per_episode"]]
+        start = r.get("rl2_start") or {}
+        if "per_episode" in start:
+            curves.append((f"RL² before this row's training ({r['rl2_init_from']['row']}'s "
+                           f"policy)", start["per_episode"]))
+        for label, curve in curves:
+            lines.append(f"| {label} | " + " | ".join(
+                f"{np.mean(curve[first - 1:last]):.{3 if bandit else 2}f}"
+                for first, last in columns
+            ) + " |")
         lines.append("")
     return lines
 

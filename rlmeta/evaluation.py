@@ -197,7 +197,7 @@ def evaluate(
         spaces = (env.observation_space, env.action_space)
     finally:
         env.close()
-    starting, notes = starting_weights(state, config.algorithm)
+    starting, notes = starting_weights(state.get(warm_start.RECORD_KEY), config.algorithm)
     rows = _evaluate_policies(config, state["runtime"], specs, adapt_steps, spaces, starting)
     summaries = [s for policy in POLICIES if policy in rows
                  for s in summarize(policy, rows[policy][0])]
@@ -213,12 +213,12 @@ def evaluate(
 
 
 def starting_weights(
-    state: dict[str, Any], algorithm: str
+    record: dict[str, Any] | None, algorithm: str
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The weights a warm-started run began from, read again from the checkpoint its record
-    names, or None with a note saying why not. A file that has changed since (its weights'
-    digest differs from the record's) is not evaluated: its row would be another policy's."""
-    record = state.get(warm_start.RECORD_KEY)
+    """The weights a warm-started run began from, read again from the checkpoint its start
+    `record` names, or None with a note saying why not. A file that has changed since (its
+    weights' digest differs from the record's) is not evaluated: its row would be another
+    policy's."""
     if not record:
         return None, []
     source = record["checkpoint"]

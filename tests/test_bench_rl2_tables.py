@@ -410,6 +410,11 @@ def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path:
     }
     assert weights["start"].keys() == weights["untrained"].keys()
     assert all(torch.equal(weights["start"][k], weights["untrained"][k]) for k in weights["start"])
+    # So the policy it started from, measured beside it, scores exactly what it does.
+    untrained = json.loads((tmp_path / "untrained" / "rl2_tables.json").read_text())["rows"][0]
+    assert untrained["rl2_start"]["held_out"] == untrained["measured"]["rl2"]
+    assert untrained["rl2_start"]["per_episode"] == untrained["per_episode"]["rl2"]
+    assert untrained["rl2_start"]["rl2_minus_start"]["mean"] == 0.0
 
     main(["--budget", "1000", "--only", "mdp-25", "--init-from", str(start),
           "--out", str(tmp_path / "warm"), *common])
@@ -424,6 +429,11 @@ def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path:
     table = (tmp_path / "warm" / "rl2_tables.md").read_text()
     assert f"{total:,} (from mdp-10's policy)" in table
     assert f"starting from the policy `{start}`" in table
+    gain = row["rl2_start"]["rl2_minus_start"]
+    assert row["rl2_start"]["held_out"]["mean"] + gain["mean"] == pytest.approx(
+        row["measured"]["rl2"]["mean"])
+    assert f"on these held-out tasks: {gain['mean']:+.2f} ± {gain['se']:.2f}" in table
+    assert "| RL² before this row's training (mdp-10's policy) |" in table
     # Started from in turn, a warm-started policy passes on every step behind it.
     warm = tmp_path / "warm" / "mdp-25.pt"
     main(["--budget", "1000", "--only", "mdp-25", "--init-from", str(warm),
@@ -436,6 +446,13 @@ def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path:
     legacy["rl2_tables"]["init_from"] = legacy.pop("init_from")
     torch.save(legacy, tmp_path / "legacy.pt")
     assert initial_policy(tmp_path / "legacy.pt").record["env_steps"] == total
+    # A starting policy whose file now holds other weights is not measured; a note says why.
+    torch.save(torch.load(tmp_path / "untrained" / "mdp-25.pt", weights_only=True), warm)
+    main(["--evaluate", str(tmp_path / "warmer" / "mdp-25.pt"), "--out", str(tmp_path / "warmer"),
+          "--tasks", "2", "--eval-batch", "2"])
+    again = json.loads((tmp_path / "warmer" / "rl2_tables.json").read_text())["rows"][0]
+    assert "holds other weights than this run started from" in again["rl2_start"]["note"]
+    assert again["rl2_start"]["note"] in (tmp_path / "warmer" / "rl2_tables.md").read_text()
 
 
 def test_init_from_refuses_a_policy_of_another_shape_and_runs_that_do_not_train(
