@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.rl2_tables import (  # noqa: E402
     ROWS,
-    adaptation_ranges,
     evaluate_rl2,
     initial_policy,
     main,
@@ -33,6 +32,7 @@ from benchmarks.rl2_tables import (  # noqa: E402
     rl2_config,
     write_tables,
 )
+from benchmarks.rl2_tables_markdown import adaptation_ranges  # noqa: E402
 
 
 def small_algorithm(arms: int = 3, episodes: int = 4) -> RL2Algorithm:
@@ -383,7 +383,7 @@ def test_seed_spread_measures_each_seed_as_the_row_and_records_it_beside_the_row
 
 
 def test_the_settings_line_names_the_recurrent_cell() -> None:
-    from benchmarks.rl2_tables import _settings_line
+    from benchmarks.rl2_tables_markdown import _settings_line
     from rlmeta.config import RL2Config
 
     result = {"row": "mdp-10", "rl2_settings": {"seed": 0, "rl2": asdict(RL2Config())},
