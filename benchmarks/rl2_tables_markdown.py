@@ -1,7 +1,7 @@
 """The RL² tables' markdown: `benchmarks.rl2_tables` measures the rows, this renders them.
 
-Reads only the plain data each row's measurement produced (`rl2_tables.json`'s rows), so that a
-table can be re-rendered from the JSON without measuring anything.
+Reads only the plain data each row's measurement produced (`rl2_tables.json`'s rows): the
+markdown is a function of the JSON, which is what merged runs and `--evaluate` rewrite.
 """
 
 from __future__ import annotations
