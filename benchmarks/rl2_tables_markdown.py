@@ -95,7 +95,9 @@ def _steps(result: dict[str, Any]) -> str:
     init = result.get("rl2_init_from")
     if init is None:
         return f"{result['rl2_env_steps']:,}"
-    return f"{result['rl2_env_steps'] + init['env_steps']:,} (from {init['row']}'s policy)"
+    source = (f"an earlier {init['row']} policy" if init["row"] == result["row"]
+              else f"{init['row']}'s policy")
+    return f"{result['rl2_env_steps'] + init['env_steps']:,} (from {source})"
 
 
 def _settings_line(result: dict[str, Any]) -> str:

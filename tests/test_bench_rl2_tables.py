@@ -440,6 +440,8 @@ def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path:
           "--out", str(tmp_path / "warmer"), *common])
     again = json.loads((tmp_path / "warmer" / "rl2_tables.json").read_text())["rows"][0]
     assert again["rl2_init_from"]["env_steps"] == total
+    assert (f"{again['rl2_env_steps'] + total:,} (from an earlier mdp-25 policy)"
+            in (tmp_path / "warmer" / "rl2_tables.md").read_text())
     # Policies saved before the record moved to the checkpoint's top level keep it in their
     # rl2_tables entry (the stored mdp-25 row): their steps are counted all the same.
     legacy = torch.load(warm, weights_only=True)
