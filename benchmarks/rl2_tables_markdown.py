@@ -44,18 +44,14 @@ def _actions_note(rows: list[dict[str, Any]]) -> list[str]:
             f"{actions['mode_minus_sample']['se']:.3f} → {actions['chosen']} (held-out: "
             f"sampled {held_out['sample']['mean']:.2f}, mode {held_out['mode']['mean']:.2f})"
         )
-    if not choices:
-        return []
-    return [
-        "",
+    return _note(
         "*RL² acts*: how the trained policy picks its action in the table. *sample* draws it "
         "from the policy's action distribution, as training does; *mode* takes the most "
         "probable action (the paper does not say which its figures used). Each row's choice "
         "was made on validation tasks, a task stream neither training nor the table draws "
         "from: the policy played them both ways, and the mode is used only where it scored "
         "more, paired task by task. Mode minus sampled on the validation tasks, the choice, and "
-        "both held-out figures: " + "; ".join(choices) + ".",
-    ]
+        "both held-out figures: ", choices)
 
 
 def _seed_spread_note(rows: list[dict[str, Any]]) -> list[str]:
@@ -73,16 +69,17 @@ def _seed_spread_note(rows: list[dict[str, Any]]) -> list[str]:
             figures.append(f"seed {e['seed']} {e['held_out']['mean']:.2f}{mark}")
         spreads.append(f"{_row_label(r)}: {', '.join(figures)}; mean {means.mean():.2f}, "
                        f"standard deviation {means.std(ddof=1):.2f} over {len(means)} seeds")
-    if not spreads:
-        return []
-    return [
-        "",
+    return _note(
         "*Training seeds*: rows that were also trained with other training seeds (the same "
         "command with `--set seed=N`; the held-out tasks do not change), each policy measured "
         "as its row is. Where one of them replaced the row it was chosen on validation tasks, "
         "so the row can sit above the seeds' mean; the mean is the figure to expect from a new "
-        "run: " + "; ".join(spreads) + ".",
-    ]
+        "run: ", spreads)
+
+
+def _note(preamble: str, items: list[str]) -> list[str]:
+    """A paragraph of per-row figures after its preamble, or nothing if no row has any."""
+    return ["", preamble + "; ".join(items) + "."] if items else []
 
 
 def _row_label(result: dict[str, Any]) -> str:
