@@ -255,6 +255,12 @@ def save_policy(path: Path, row: Row, run: Training, command: str) -> Path:
     return checkpoint.save_checkpoint(state, path)
 
 
+def fresh_algorithm(config: ExperimentConfig) -> RL2Algorithm:
+    """An untrained RL2Algorithm of `config`, for its env's spaces: weights are loaded into it."""
+    env = make_task_env(config.env, **config.env_kwargs)
+    return RL2Algorithm(config, env.observation_space, env.action_space)
+
+
 def load_policy(path: Path) -> tuple[Row, Training, str]:
     """A policy `save_policy` wrote: its row, the training run restored, and the command that
     trained it."""
@@ -267,8 +273,7 @@ def load_policy(path: Path) -> tuple[Row, Training, str]:
         )
     row = next(r for r in ROWS if r.name == saved["row"])
     config = config_from_dict(state["config"])
-    env = make_task_env(config.env, **config.env_kwargs)
-    algorithm = RL2Algorithm(config, env.observation_space, env.action_space)
+    algorithm = fresh_algorithm(config)
     algorithm.load_state_dict(state["runtime"]["algorithm"])
     run = Training(algorithm, config, state["env_steps"], state["iteration"], saved["seconds"],
                    saved["curve"], state["rng_state"],
@@ -310,8 +315,7 @@ def measure_starting_policy(
     weights, notes = starting_weights(run.init_from, "rl2")
     if weights is None:
         return {"note": notes[0]}
-    env = make_task_env(run.config.env, **run.config.env_kwargs)
-    start = RL2Algorithm(run.config, env.observation_space, env.action_space)
+    start = fresh_algorithm(run.config)
     start.set_weights(weights)
     returns = evaluate_rl2(start, run.config, tasks, seed, batch, actions)
     return {"held_out": summary(returns.sum(axis=1)), "per_episode": episode_means(returns),

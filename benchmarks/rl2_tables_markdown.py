@@ -99,9 +99,9 @@ def _steps(result: dict[str, Any]) -> str:
 
 def _settings_line(result: dict[str, Any]) -> str:
     rl2 = result["rl2_settings"]["rl2"]
-    cell = "layer-normalised GRU" if rl2.get("recurrent_cell") == "layer_norm_gru" else "GRU"
+    recurrent = "layer-normalised GRU" if rl2.get("recurrent_cell") == "layer_norm_gru" else "GRU"
     return (
-        f"- **{result['row']}**: {cell} {rl2['hidden_size']}, lr {rl2['lr']}"
+        f"- **{result['row']}**: {recurrent} {rl2['hidden_size']}, lr {rl2['lr']}"
         f"{' annealed linearly to 0' if rl2.get('lr_schedule') == 'linear' else ''}, "
         f"{rl2['meta_batch_size']} tasks × {rl2['trials_per_task']} trials per update, "
         f"{rl2['epochs']} epochs × {rl2['minibatches']} minibatches, γ {rl2['gamma']}, "
