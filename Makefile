@@ -40,10 +40,10 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n100.yaml --only bandit-100-5 --budget 40000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n100.yaml --only bandit-100-10 --budget 80000000 --merge
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n100.yaml --only bandit-100-50 --budget 80000000 --merge
-	# mdp-10 in two stages: lr 2e-3, then a warm restart at the YAML's 1e-3.
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 110000000 --set rl2.lr=2e-3 --out runs/rl2_tables/mdp-10_stage1
+	# mdp-10 in two stages: the YAML's lr 2e-3, then a warm restart at lr 1e-3.
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 110000000 --out runs/rl2_tables/mdp-10_stage1
 	cp runs/rl2_tables/mdp-10_stage1/mdp-10.pt runs/rl2_tables/mdp-10_stage1.pt
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 30000000 --init-from runs/rl2_tables/mdp-10_stage1.pt --merge
+	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 30000000 --set rl2.lr=1e-3 --init-from runs/rl2_tables/mdp-10_stage1.pt --merge
 	# mdp-25 in three stages from the first-stage mdp-10 policy: lr 4e-3, then two warm restarts
 	# at the YAML's 2e-3.
 	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 60000000 --set rl2.lr=4e-3 --init-from runs/rl2_tables/mdp-10_stage1.pt --out runs/rl2_tables/mdp-25_stage1

@@ -4,6 +4,7 @@ to recompute it exactly."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -150,11 +151,17 @@ def test_make_bench_retrains_every_shipped_row_with_its_measured_config_and_upda
         command = row["command"].split()
         config = command[command.index("--config") + 1]
         line = (rf"--config {config} --only {row['row']} --budget (\d+)"
-                r"(?: --init-from (\S+))? --merge")
+                r"((?: --set \S+)*)(?: --init-from (\S+))? --merge")
         match = re.search(line, makefile)
         assert match, f"Makefile has no `make bench` line for {row['row']} with {config}"
+        # A setting the line overrides must be the one the row was measured with.
+        for override in match.group(2).split(" --set ")[1:]:
+            key, value = override.split("=", 1)
+            measured = functools.reduce(dict.__getitem__, key.split("."), row["rl2_settings"])
+            assert type(measured)(value) == measured, f"{row['row']}: {key}={value}, measured " \
+                f"{measured}"
         init = row.get("rl2_init_from")
-        assert match.group(2) == (init and init["checkpoint"]), f"{row['row']} starts elsewhere"
+        assert match.group(3) == (init and init["checkpoint"]), f"{row['row']} starts elsewhere"
         steps_per_update = row["rl2_env_steps"] // row["rl2_updates"]
         updates = -(-int(match.group(1)) // steps_per_update)
         assert updates == row["rl2_updates"], f"make bench trains {row['row']} {updates} updates"
