@@ -158,8 +158,8 @@ def test_make_bench_retrains_every_shipped_row_with_its_measured_config_and_upda
         for override in match.group(2).split(" --set ")[1:]:
             key, value = override.split("=", 1)
             measured = functools.reduce(dict.__getitem__, key.split("."), row["rl2_settings"])
-            assert type(measured)(value) == measured, f"{row['row']}: {key}={value}, measured " \
-                f"{measured}"
+            mismatch = f"{row['row']}: {key}={value}, measured {measured}"
+            assert type(measured)(value) == measured, mismatch
         init = row.get("rl2_init_from")
         assert match.group(3) == (init and init["checkpoint"]), f"{row['row']} starts elsewhere"
         steps_per_update = row["rl2_env_steps"] // row["rl2_updates"]
