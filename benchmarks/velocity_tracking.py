@@ -1,0 +1,224 @@
+"""Does an RL² policy adapt to a velocity task inside its trial? Read from the speeds it runs at.
+
+On HalfCheetahVel the reward, −|v − g| − 0.05‖a‖², shows the velocity error from the first step,
+so a policy that adapts can do it inside episode 0 and leave nothing for episode 1 to gain: return
+per episode cannot tell adaptation from a policy that runs at one speed for every task. The speeds
+can. A task-blind policy (one that ignores what the trial shows) runs at speeds V whose
+distribution does not depend on the target g, so on tasks g_1..g_N its expected mean error is
+
+    E[(1/N) Σ_i |V_i − g_i|] = E_V[(1/N) Σ_i |V − g_i|] ≥ min_c (1/N) Σ_i |c − g_i|,
+
+attained by running at the targets' median c: the task-blind bound, computed on the same tasks
+(0.5 for g ~ U[0, 2] in expectation). A measured error below it, by more than its confidence
+interval, can only come from reading the task off the trial. The slope of the speed a policy
+settles at against the target says the same thing as a number between 0 (task-blind) and 1
+(tracking).
+
+    python -m benchmarks.velocity_tracking runs/rl2_cheetah --tasks 100
+
+writes the table to stdout and, with `--out`, its rows as JSON. Held-out tasks and seeds are
+`rlmeta evaluate`'s; the policy acts as the run's `rl2.eval_actions` says unless `--actions`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlmeta import build, checkpoint
+from rlmeta.config_io import config_from_dict
+from rlmeta.evaluation import evaluation_config, evaluation_specs, mean_ci95, t_critical_95
+
+# Steps of an episode over which errors are averaged: the start, where the policy can only be
+# finding out the target, and the rest, where a policy that has found it can hold it.
+DEFAULT_SETTLE_STEPS = 50
+
+
+@dataclass
+class Tracking:
+    """Velocity tracking of one policy on N tasks (± are 95% intervals over tasks)."""
+
+    policy: str
+    episode: int
+    error_start: tuple[float, float]  # mean |v − g| over the episode's first settle_steps
+    error_rest: tuple[float, float]  # mean |v − g| over the remaining steps
+    error_episode: tuple[float, float]  # mean |v − g| over the whole episode
+    mean_speed: tuple[float, float]  # mean v over the remaining steps
+    slope: tuple[float, float]  # least-squares slope of the rest's mean v on g
+
+
+def task_blind_bound(goals: np.ndarray) -> float:
+    """The least mean error |c − g_i| any one speed c achieves on these targets (c = median):
+    no policy that ignores the task can expect a lower mean error on them."""
+    goals = np.asarray(goals, dtype=np.float64)
+    if goals.ndim != 1 or goals.size < 1:
+        raise ValueError(f"goals must be a non-empty 1-D array, got shape {goals.shape}")
+    return float(np.abs(goals - np.median(goals)).mean())
+
+
+def regression_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of y on x and its 95% half-width (t with N − 2 dof)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 3:
+        raise ValueError(f"slope needs two 1-D arrays of one length >= 3, got {x.shape}, {y.shape}")
+    dx = x - x.mean()
+    sxx = float(dx @ dx)
+    if sxx == 0.0:
+        raise ValueError("slope needs at least two distinct x values, got all equal")
+    slope = float(dx @ (y - y.mean())) / sxx
+    residuals = y - y.mean() - slope * dx
+    stderr = np.sqrt(float(residuals @ residuals) / (x.size - 2) / sxx)
+    return slope, float(t_critical_95(x.size - 2) * stderr)
+
+
+def tracking(
+    policy: str, goals: np.ndarray, speeds: np.ndarray, settle_steps: int = DEFAULT_SETTLE_STEPS
+) -> list[Tracking]:
+    """One row per episode from `speeds` [tasks, episodes, steps] run on targets `goals` [tasks]."""
+    goals, speeds = np.asarray(goals, dtype=np.float64), np.asarray(speeds, dtype=np.float64)
+    if speeds.ndim != 3 or speeds.shape[0] != goals.shape[0]:
+        raise ValueError(
+            f"speeds must be [tasks, episodes, steps] with one row per goal; got {speeds.shape} "
+            f"for {goals.shape[0]} goals"
+        )
+    if not 0 < settle_steps < speeds.shape[2]:
+        raise ValueError(
+            f"settle_steps must be in (0, {speeds.shape[2]}) for {speeds.shape[2]}-step "
+            f"episodes, got {settle_steps}"
+        )
+    errors = np.abs(speeds - goals[:, None, None])
+    rows = []
+    for episode in range(speeds.shape[1]):
+        rest_speed = speeds[:, episode, settle_steps:].mean(axis=1)
+        rows.append(Tracking(
+            policy=policy,
+            episode=episode,
+            error_start=mean_ci95(errors[:, episode, :settle_steps].mean(axis=1)),
+            error_rest=mean_ci95(errors[:, episode, settle_steps:].mean(axis=1)),
+            error_episode=mean_ci95(errors[:, episode].mean(axis=1)),
+            mean_speed=mean_ci95(rest_speed),
+            slope=regression_slope(goals, rest_speed),
+        ))
+    return rows
+
+
+class _SpeedLog(gym.Wrapper):
+    """Keeps `info["x_velocity"]` of every step, one list per episode."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.episodes: list[list[float]] = []
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.episodes.append([])
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        result = self.env.step(action)
+        info = result[4]
+        if "x_velocity" not in info:
+            raise ValueError(
+                f"env {self.env.spec.id if self.env.spec else type(self.env).__name__} reports "
+                f"no info['x_velocity']; expected a velocity task env (e.g. HalfCheetahVel)"
+            )
+        self.episodes[-1].append(float(info["x_velocity"]))
+        return result
+
+
+def run_speeds(
+    target: str | Path, n_tasks: int, actions: str | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Targets [tasks] of `n_tasks` held-out tasks and, for the trained policy and its run's
+    random initial weights, the speeds [tasks, episodes, steps] of one trial on each."""
+    state = checkpoint.load_checkpoint(checkpoint.resolve_checkpoint(target))
+    config = evaluation_config(config_from_dict(state["config"]), "test", actions=actions)
+    if config.algorithm != "rl2":
+        raise ValueError(
+            f"velocity tracking reads an RL² run's trials; {str(target)!r} was trained with "
+            f"{config.algorithm!r}"
+        )
+    env = _SpeedLog(build.build_env(config))
+    try:
+        specs = evaluation_specs(config, env, n_tasks, "test")
+        if not all(isinstance(spec.task, dict) and "velocity" in spec.task for spec in specs):
+            raise ValueError(
+                f"{config.env} tasks look like {specs[0].task!r}; expected a velocity task env "
+                f"(tasks {{'velocity': v}}, e.g. rlmeta/HalfCheetahVel-v0)"
+            )
+        goals = np.array([float(spec.task["velocity"]) for spec in specs])
+        algorithm = build.build_algorithm(config, "cpu", env.observation_space, env.action_space)
+        policies = {"random init": algorithm.get_weights(),
+                    "meta-learned": state["runtime"]["algorithm"]["weights"]}
+        speeds = {}
+        for name in ("meta-learned", "random init"):
+            algorithm.set_weights(policies[name])
+            per_task = []
+            for spec in specs:
+                env.episodes = []
+                algorithm.sample_trials([env], spec, 0, num_trials=1,
+                                        actions=config.rl2.eval_actions)
+                per_task.append(env.episodes)
+            lengths = {len(episode) for episodes in per_task for episode in episodes}
+            if len(lengths) != 1:
+                raise ValueError(f"velocity tracking needs episodes of one length (no early "
+                                 f"termination), got lengths {sorted(lengths)}")
+            speeds[name] = np.array(per_task)
+        return goals, speeds
+    finally:
+        env.close()
+
+
+def _cell(value: tuple[float, float]) -> str:
+    return f"{value[0]:.3f} ± {value[1]:.3f}"
+
+
+def format_table(rows: list[Tracking], bound: float, settle_steps: int) -> str:
+    lines = [
+        f"| policy | episode | mean error, steps < {settle_steps} | mean error, steps ≥ "
+        f"{settle_steps} | mean error, episode | mean speed, steps ≥ {settle_steps} | slope of "
+        f"speed on target |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.policy} | {row.episode} | {_cell(row.error_start)} | {_cell(row.error_rest)}"
+            f" | {_cell(row.error_episode)} | {_cell(row.mean_speed)} | {_cell(row.slope)} |"
+        )
+    lines.append(f"\nTask-blind bound on these tasks (no policy that ignores the task can expect "
+                 f"a lower mean error): {bound:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", help="an RL² run directory or checkpoint file on a velocity task")
+    parser.add_argument("--tasks", type=int, default=100, help="held-out tasks (default 100)")
+    parser.add_argument("--actions", choices=("sample", "mode"), default=None,
+                        help="how the policy acts (default: the run's rl2.eval_actions)")
+    parser.add_argument("--settle-steps", type=int, default=DEFAULT_SETTLE_STEPS,
+                        help=f"an episode's first steps, reported apart (default "
+                             f"{DEFAULT_SETTLE_STEPS})")
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+    goals, speeds = run_speeds(args.target, args.tasks, args.actions)
+    rows = [row for name, runs in speeds.items()
+            for row in tracking(name, goals, runs, args.settle_steps)]
+    bound = task_blind_bound(goals)
+    print(format_table(rows, bound, args.settle_steps))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "target": str(args.target), "tasks": args.tasks, "settle_steps": args.settle_steps,
+            "task_blind_bound": bound, "goals": goals.tolist(),
+            "rows": [asdict(row) for row in rows],
+        }, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

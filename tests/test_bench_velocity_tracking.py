@@ -1,0 +1,110 @@
+"""Velocity tracking of RL² on velocity tasks: the task-blind bound, the regression, the rollout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.velocity_tracking import (
+    regression_slope,
+    run_speeds,
+    task_blind_bound,
+    tracking,
+)
+from rlmeta.config_io import load_config
+from rlmeta.train import train
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def test_task_blind_bound_is_the_least_error_of_any_one_speed() -> None:
+    goals = np.array([0.0, 1.0, 2.0, 3.0, 0.2])
+    bound = task_blind_bound(goals)
+    assert bound == pytest.approx(np.abs(goals - 1.0).mean())  # the median
+    speeds = np.linspace(-1.0, 4.0, 5001)
+    errors = np.abs(speeds[:, None] - goals[None, :]).mean(axis=1)
+    assert errors.min() == pytest.approx(bound, abs=1e-3)
+    assert (errors >= bound - 1e-12).all()
+    # Uniform targets on [0, 2]: E|G - 1| = 0.5.
+    uniform = np.random.default_rng(0).uniform(0.0, 2.0, size=20000)
+    assert task_blind_bound(uniform) == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        task_blind_bound(np.array([]))
+
+
+def test_regression_slope_matches_the_textbook_interval() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.0, 2.0, size=30)
+    y = 0.7 * x + 0.2 + rng.normal(0.0, 0.1, size=30)
+    slope, half = regression_slope(x, y)
+    fit, covariance = np.polyfit(x, y, 1, cov="unscaled")
+    residuals = y - np.polyval(fit, x)
+    stderr = np.sqrt(covariance[0, 0] * (residuals @ residuals) / 28)
+    assert slope == pytest.approx(fit[0])
+    assert half == pytest.approx(2.048 * stderr)  # t(28) = 2.048
+    assert abs(slope - 0.7) < half
+    with pytest.raises(ValueError, match="distinct x"):
+        regression_slope(np.ones(5), np.arange(5.0))
+    with pytest.raises(ValueError, match="length >= 3"):
+        regression_slope(np.arange(2.0), np.arange(2.0))
+
+
+def test_a_tracking_policy_and_a_one_speed_policy_are_told_apart() -> None:
+    goals = np.random.default_rng(2).uniform(0.0, 2.0, size=40)
+    steps = 60
+    # Tracks from step 10 on; before that it runs at 1.0 whatever the target.
+    tracker = np.repeat(goals[:, None, None], steps, axis=2).repeat(2, axis=1)
+    tracker[:, 0, :10] = 1.0
+    one_speed = np.full((40, 2, steps), 1.3)
+    tracked = tracking("tracker", goals, tracker, 10)
+    blind = tracking("blind", goals, one_speed, 10)
+    assert tracked[0].error_rest == (0.0, 0.0)
+    assert tracked[0].error_start[0] == pytest.approx(np.abs(goals - 1.0).mean())
+    assert tracked[0].slope[0] == pytest.approx(1.0)
+    assert tracked[1].error_start == (0.0, 0.0)
+    assert blind[0].slope[0] == pytest.approx(0.0, abs=1e-12)
+    assert blind[0].error_episode[0] >= task_blind_bound(goals)
+    assert blind[0].mean_speed[0] == pytest.approx(1.3)
+    with pytest.raises(ValueError, match="settle_steps must be in"):
+        tracking("tracker", goals, tracker, steps)
+    with pytest.raises(ValueError, match="one row per goal"):
+        tracking("tracker", goals[:5], tracker, 10)
+
+
+def test_speeds_are_read_from_an_rl2_run_on_held_out_tasks(tmp_path: Path) -> None:
+    config = load_config(
+        EXPERIMENTS / "rl2_halfcheetah_vel.yaml",
+        ["workers=0", "iterations=1", "rl2.meta_batch_size=2", "env_kwargs.horizon=20",
+         "eval_tasks=2"],
+    )
+    train(config, tmp_path / "run")
+    goals, speeds = run_speeds(tmp_path / "run", 3)
+    assert goals.shape == (3,) and ((goals >= 0.0) & (goals <= 2.0)).all()
+    assert set(speeds) == {"meta-learned", "random init"}
+    for runs in speeds.values():
+        assert runs.shape == (3, 2, 20)  # tasks x episodes per trial x horizon
+        assert np.isfinite(runs).all()
+        assert not np.allclose(runs[0], runs[1])  # each task its own trial
+    again_goals, again = run_speeds(tmp_path / "run", 3)
+    np.testing.assert_array_equal(again_goals, goals)
+    np.testing.assert_array_equal(again["meta-learned"], speeds["meta-learned"])
+
+
+def test_runs_that_are_not_rl2_on_a_velocity_task_are_refused(tmp_path: Path) -> None:
+    bandit = load_config(
+        EXPERIMENTS / "rl2_bandit_k5_n10.yaml",
+        ["workers=0", "iterations=1", "rl2.meta_batch_size=2", "eval_tasks=2"],
+    )
+    train(bandit, tmp_path / "bandit")
+    with pytest.raises(ValueError, match="expected a velocity task env"):
+        run_speeds(tmp_path / "bandit", 2)
+    maml = load_config(
+        EXPERIMENTS / "maml_navigation2d.yaml",
+        ["workers=0", "iterations=1", "maml.meta_batch_size=2", "maml.episodes_per_task=2",
+         "eval_tasks=2"],
+    )
+    train(maml, tmp_path / "maml")
+    with pytest.raises(ValueError, match="trained with 'maml'"):
+        run_speeds(tmp_path / "maml", 2)
