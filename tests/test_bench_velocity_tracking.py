@@ -54,15 +54,16 @@ def test_regression_slope_matches_the_textbook_interval() -> None:
 def test_a_tracking_policy_and_a_one_speed_policy_are_told_apart() -> None:
     goals = np.random.default_rng(2).uniform(0.0, 2.0, size=40)
     steps = 60
-    # Tracks from step 10 on; before that it runs at 1.0 whatever the target.
+    # Tracks from step 5 on; before that it runs at 1.0 whatever the target.
     tracker = np.repeat(goals[:, None, None], steps, axis=2).repeat(2, axis=1)
-    tracker[:, 0, :10] = 1.0
+    tracker[:, 0, :5] = 1.0
     one_speed = np.full((40, 2, steps), 1.3)
     tracked = tracking("tracker", goals, tracker, 10)
     blind = tracking("blind", goals, one_speed, 10)
     assert tracked[0].error_rest == (0.0, 0.0)
-    assert tracked[0].error_start[0] == pytest.approx(np.abs(goals - 1.0).mean())
+    assert tracked[0].error_start[0] == pytest.approx(0.5 * np.abs(goals - 1.0).mean())
     assert tracked[0].slope[0] == pytest.approx(1.0)
+    assert tracked[0].slope_start[0] == pytest.approx(0.5)  # half its first 10 steps at 1.0
     assert tracked[1].error_start == (0.0, 0.0)
     assert blind[0].slope[0] == pytest.approx(0.0, abs=1e-12)
     assert blind[0].error_episode[0] >= task_blind_bound(goals)
