@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q --durations=10
 
 # The figures quoted in README.md and benchmarks/results/*.md, with the budgets they were
-# measured at. Several hours on 2 cores (the RL² rows alone about 6); each script takes a
+# measured at. Several hours on 2 cores (the RL² table rows alone about 11); each script takes a
 # smaller budget too (see its --help).
 bench: $(STAMP)
 	$(PY) benchmarks/sampler.py --steps 200000 --repeats 5
