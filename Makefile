@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(VENV)/bin/rlmeta train experiments/rl2_halfcheetah_vel.yaml --set workers=0 --run-dir runs/bench/rl2_cheetah
 	$(VENV)/bin/rlmeta evaluate runs/bench/rl2_cheetah --tasks 40 --workers 0 --out runs/bench/rl2_cheetah/eval
 	cp runs/bench/rl2_cheetah/eval/adaptation.csv benchmarks/results/rl2_halfcheetah_vel_adaptation.csv
+	$(PY) -m benchmarks.velocity_tracking runs/bench/rl2_cheetah --tasks 100 --out benchmarks/results/rl2_halfcheetah_vel_tracking.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
