@@ -155,11 +155,12 @@ def run_speeds(
             )
         goals = np.array([float(spec.task["velocity"]) for spec in specs])
         algorithm = build.build_algorithm(config, "cpu", env.observation_space, env.action_space)
-        policies = {"random init": algorithm.get_weights(),
-                    "meta-learned": state["runtime"]["algorithm"]["weights"]}
+        # Built from the run's seed, the algorithm holds the run's random initial weights.
+        policies = [("meta-learned", state["runtime"]["algorithm"]["weights"]),
+                    ("random init", algorithm.get_weights())]
         speeds = {}
-        for name in ("meta-learned", "random init"):
-            algorithm.set_weights(policies[name])
+        for name, weights in policies:
+            algorithm.set_weights(weights)
             per_task = []
             for spec in specs:
                 env.episodes = []
