@@ -1,9 +1,9 @@
-"""Does an RL² policy adapt to a velocity task inside its trial? Read from the speeds it runs at.
+"""Does a meta-learned policy adapt to a velocity task? Read from the speeds it runs at.
 
 On HalfCheetahVel the reward, −|v − g| − 0.05‖a‖², shows the velocity error from the first step,
-so a policy that adapts can do it inside episode 0 and leave nothing for episode 1 to gain: return
-per episode cannot tell adaptation from a policy that runs at one speed for every task. The speeds
-can. A task-blind policy (one that ignores what the trial shows) runs at speeds V whose
+so an RL² policy that adapts can do it inside episode 0 and leave nothing for episode 1 to gain:
+return per episode cannot tell adaptation from a policy that runs at one speed for every task. The
+speeds can. A task-blind policy (one that ignores what the trial shows) runs at speeds V whose
 distribution does not depend on the target g, so on tasks g_1..g_N its expected mean error is
 
     E[(1/N) Σ_i |V_i − g_i|] = E_V[(1/N) Σ_i |V − g_i|] ≥ min_c (1/N) Σ_i |c − g_i|,
@@ -14,10 +14,15 @@ interval, can only come from reading the task off the trial. The slope of the sp
 settles at against the target says the same thing as a number between 0 (task-blind) and 1
 (tracking).
 
+A row is one stage of adaptation: for RL² an episode of one trial per task; for MAML the policy
+after k inner gradient steps (0..3, `rlmeta evaluate`'s fine-tuning), each stage's 20 episodes
+per task pooled, so MAML's adapted policy is held to the same bound on the same tasks.
+
     python -m benchmarks.velocity_tracking runs/rl2_cheetah --tasks 100
 
 writes the table to stdout and, with `--out`, its rows as JSON. Held-out tasks and seeds are
-`rlmeta evaluate`'s; the policy acts as the run's `rl2.eval_actions` says unless `--actions`.
+`rlmeta evaluate`'s (a run's seed fixes them, so RL² and MAML runs of one seed see the same
+targets); an RL² policy acts as the run's `rl2.eval_actions` says unless `--actions`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ import numpy as np
 
 from rlmeta import build, checkpoint
 from rlmeta.config_io import config_from_dict
-from rlmeta.evaluation import evaluation_config, evaluation_specs, mean_ci95, t_critical_95
+from rlmeta.distributed.worker import evaluate_task
+from rlmeta.evaluation import (
+    default_adapt_steps,
+    evaluation_config,
+    evaluation_specs,
+    mean_ci95,
+    t_critical_95,
+)
 
 # Steps of an episode over which errors are averaged: the start, where the policy can only be
 # finding out the target, and the rest, where a policy that has found it can hold it.
@@ -45,7 +57,7 @@ class Tracking:
     """Velocity tracking of one policy on N tasks (± are 95% intervals over tasks)."""
 
     policy: str
-    episode: int
+    stage: int  # RL²: episode of the trial; MAML: inner gradient steps taken
     error_start: tuple[float, float]  # mean |v − g| over the episode's first settle_steps
     error_rest: tuple[float, float]  # mean |v − g| over the remaining steps
     error_episode: tuple[float, float]  # mean |v − g| over the whole episode
@@ -81,44 +93,49 @@ def regression_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def tracking(
     policy: str, goals: np.ndarray, speeds: np.ndarray, settle_steps: int = DEFAULT_SETTLE_STEPS
 ) -> list[Tracking]:
-    """One row per episode from `speeds` [tasks, episodes, steps] run on targets `goals` [tasks]."""
+    """One row per stage from `speeds` [tasks, stages, episodes, steps] run on targets `goals`
+    [tasks]; a task's episodes of one stage are pooled (its mean over them is one sample)."""
     goals, speeds = np.asarray(goals, dtype=np.float64), np.asarray(speeds, dtype=np.float64)
-    if speeds.ndim != 3 or speeds.shape[0] != goals.shape[0]:
+    if speeds.ndim != 4 or speeds.shape[0] != goals.shape[0]:
         raise ValueError(
-            f"speeds must be [tasks, episodes, steps] with one row per goal; got {speeds.shape} "
-            f"for {goals.shape[0]} goals"
+            f"speeds must be [tasks, stages, episodes, steps] with one row per goal; got "
+            f"{speeds.shape} for {goals.shape[0]} goals"
         )
-    if not 0 < settle_steps < speeds.shape[2]:
+    if not 0 < settle_steps < speeds.shape[3]:
         raise ValueError(
-            f"settle_steps must be in (0, {speeds.shape[2]}) for {speeds.shape[2]}-step "
+            f"settle_steps must be in (0, {speeds.shape[3]}) for {speeds.shape[3]}-step "
             f"episodes, got {settle_steps}"
         )
-    errors = np.abs(speeds - goals[:, None, None])
+    errors = np.abs(speeds - goals[:, None, None, None])
     rows = []
-    for episode in range(speeds.shape[1]):
-        rest_speed = speeds[:, episode, settle_steps:].mean(axis=1)
+    for stage in range(speeds.shape[1]):
+        start, rest = np.s_[:, stage, :, :settle_steps], np.s_[:, stage, :, settle_steps:]
+        rest_speed = speeds[rest].mean(axis=(1, 2))
         rows.append(Tracking(
             policy=policy,
-            episode=episode,
-            error_start=mean_ci95(errors[:, episode, :settle_steps].mean(axis=1)),
-            error_rest=mean_ci95(errors[:, episode, settle_steps:].mean(axis=1)),
-            error_episode=mean_ci95(errors[:, episode].mean(axis=1)),
+            stage=stage,
+            error_start=mean_ci95(errors[start].mean(axis=(1, 2))),
+            error_rest=mean_ci95(errors[rest].mean(axis=(1, 2))),
+            error_episode=mean_ci95(errors[:, stage].mean(axis=(1, 2))),
             mean_speed=mean_ci95(rest_speed),
-            slope_start=regression_slope(goals, speeds[:, episode, :settle_steps].mean(axis=1)),
+            slope_start=regression_slope(goals, speeds[start].mean(axis=(1, 2))),
             slope=regression_slope(goals, rest_speed),
         ))
     return rows
 
 
 class _SpeedLog(gym.Wrapper):
-    """Keeps `info["x_velocity"]` of every step, one list per episode."""
+    """Keeps `info["x_velocity"]` of every step, one list per episode, in `episodes`: a list
+    that several envs may share, which then holds their episodes in the order they began."""
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, episodes: list[list[float]]) -> None:
         super().__init__(env)
-        self.episodes: list[list[float]] = []
+        self.episodes = episodes
+        self._current: list[float] = []
 
     def reset(self, **kwargs: Any) -> Any:
-        self.episodes.append([])
+        self._current = []
+        self.episodes.append(self._current)
         return self.env.reset(**kwargs)
 
     def step(self, action: Any) -> Any:
@@ -129,32 +146,54 @@ class _SpeedLog(gym.Wrapper):
                 f"env {self.env.spec.id if self.env.spec else type(self.env).__name__} reports "
                 f"no info['x_velocity']; expected a velocity task env (e.g. HalfCheetahVel)"
             )
-        self.episodes[-1].append(float(info["x_velocity"]))
+        self._current.append(float(info["x_velocity"]))
         return result
+
+
+def _stages(episodes: list[list[float]], stages: int, per_stage: int) -> np.ndarray:
+    """[stages, per_stage, steps] from the episodes of one task, in the order they began (a stage
+    starts only once the one before has ended, so the order groups them)."""
+    if len(episodes) != stages * per_stage:
+        raise ValueError(f"expected {stages} stages x {per_stage} episodes, the env began "
+                         f"{len(episodes)}")
+    lengths = {len(episode) for episode in episodes}
+    if len(lengths) != 1:
+        raise ValueError(f"velocity tracking needs episodes of one length (no early "
+                         f"termination), got lengths {sorted(lengths)}")
+    return np.array(episodes).reshape(stages, per_stage, -1)
 
 
 def run_speeds(
     target: str | Path, n_tasks: int, actions: str | None = None
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
     """Targets [tasks] of `n_tasks` held-out tasks and, for the trained policy and its run's
-    random initial weights, the speeds [tasks, episodes, steps] of one trial on each."""
+    random initial weights, the speeds [tasks, stages, episodes, steps] on each: RL², one trial
+    (stages are its episodes); MAML, `rlmeta evaluate`'s fine-tuning (stages are 0..3 inner
+    steps, each `episodes_per_task` episodes, on the run's `envs_per_worker` envs); and what a
+    stage is: "episode" or "inner steps"."""
     state = checkpoint.load_checkpoint(checkpoint.resolve_checkpoint(target))
-    config = evaluation_config(config_from_dict(state["config"]), "test", actions=actions)
-    if config.algorithm != "rl2":
-        raise ValueError(
-            f"velocity tracking reads an RL² run's trials; {str(target)!r} was trained with "
-            f"{config.algorithm!r}"
-        )
-    env = _SpeedLog(build.build_env(config))
+    config = config_from_dict(state["config"])
+    if actions is not None and config.algorithm != "rl2":
+        raise ValueError(f"--actions applies to RL² runs; {str(target)!r} was trained with "
+                         f"{config.algorithm!r}, whose evaluation samples")
+    config = evaluation_config(config, "test", actions=actions)
+    if config.algorithm not in ("rl2", "maml"):
+        raise ValueError(f"velocity tracking reads RL² and MAML runs; {str(target)!r} was "
+                         f"trained with {config.algorithm!r}")
+    episodes: list[list[float]] = []
+    n_envs = 1 if config.algorithm == "rl2" else config.envs_per_worker
+    envs = [_SpeedLog(build.build_env(config), episodes) for _ in range(n_envs)]
     try:
-        specs = evaluation_specs(config, env, n_tasks, "test")
+        specs = evaluation_specs(config, envs[0], n_tasks, "test")
         if not all(isinstance(spec.task, dict) and "velocity" in spec.task for spec in specs):
             raise ValueError(
                 f"{config.env} tasks look like {specs[0].task!r}; expected a velocity task env "
                 f"(tasks {{'velocity': v}}, e.g. rlmeta/HalfCheetahVel-v0)"
             )
         goals = np.array([float(spec.task["velocity"]) for spec in specs])
-        algorithm = build.build_algorithm(config, "cpu", env.observation_space, env.action_space)
+        algorithm = build.build_algorithm(
+            config, "cpu", envs[0].observation_space, envs[0].action_space
+        )
         # Built from the run's seed, the algorithm holds the run's random initial weights.
         policies = [("meta-learned", state["runtime"]["algorithm"]["weights"]),
                     ("random init", algorithm.get_weights())]
@@ -163,34 +202,39 @@ def run_speeds(
             algorithm.set_weights(weights)
             per_task = []
             for spec in specs:
-                env.episodes = []
-                algorithm.sample_trials([env], spec, 0, num_trials=1,
-                                        actions=config.rl2.eval_actions)
-                per_task.append(env.episodes)
-            lengths = {len(episode) for episodes in per_task for episode in episodes}
-            if len(lengths) != 1:
-                raise ValueError(f"velocity tracking needs episodes of one length (no early "
-                                 f"termination), got lengths {sorted(lengths)}")
+                episodes.clear()
+                if config.algorithm == "rl2":
+                    algorithm.sample_trials(envs, spec, 0, num_trials=1,
+                                            actions=config.rl2.eval_actions)
+                    shape = (config.rl2.episodes_per_trial, 1)
+                else:
+                    outcome = evaluate_task(algorithm, envs, spec, default_adapt_steps(config))
+                    if not isinstance(outcome, dict):
+                        raise RuntimeError(f"evaluation of task {spec.task!r} failed: "
+                                           f"{outcome.message}")
+                    shape = (default_adapt_steps(config) + 1, config.maml.episodes_per_task)
+                per_task.append(_stages(episodes, *shape))
             speeds[name] = np.array(per_task)
-        return goals, speeds
+        return goals, speeds, "episode" if config.algorithm == "rl2" else "inner steps"
     finally:
-        env.close()
+        for env in envs:
+            env.close()
 
 
 def _cell(value: tuple[float, float]) -> str:
     return f"{value[0]:.3f} ± {value[1]:.3f}"
 
 
-def format_table(rows: list[Tracking], bound: float, settle_steps: int) -> str:
+def format_table(rows: list[Tracking], bound: float, settle_steps: int, stage: str) -> str:
     lines = [
-        f"| policy | episode | mean error, steps < {settle_steps} | mean error, steps ≥ "
+        f"| policy | {stage} | mean error, steps < {settle_steps} | mean error, steps ≥ "
         f"{settle_steps} | mean error, episode | mean speed, steps ≥ {settle_steps} | slope of "
         f"speed on target, steps < {settle_steps} | slope, steps ≥ {settle_steps} |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         lines.append(
-            f"| {row.policy} | {row.episode} | {_cell(row.error_start)} | {_cell(row.error_rest)}"
+            f"| {row.policy} | {row.stage} | {_cell(row.error_start)} | {_cell(row.error_rest)}"
             f" | {_cell(row.error_episode)} | {_cell(row.mean_speed)} | {_cell(row.slope_start)}"
             f" | {_cell(row.slope)} |"
         )
@@ -201,7 +245,8 @@ def format_table(rows: list[Tracking], bound: float, settle_steps: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", help="an RL² run directory or checkpoint file on a velocity task")
+    parser.add_argument("target", help="an RL² or MAML run directory or checkpoint file on a "
+                                           "velocity task")
     parser.add_argument("--tasks", type=int, default=100, help="held-out tasks (default 100)")
     parser.add_argument("--actions", choices=("sample", "mode"), default=None,
                         help="how the policy acts (default: the run's rl2.eval_actions)")
@@ -210,16 +255,16 @@ def main(argv: list[str] | None = None) -> None:
                              f"{DEFAULT_SETTLE_STEPS})")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args(argv)
-    goals, speeds = run_speeds(args.target, args.tasks, args.actions)
+    goals, speeds, stage = run_speeds(args.target, args.tasks, args.actions)
     rows = [row for name, runs in speeds.items()
             for row in tracking(name, goals, runs, args.settle_steps)]
     bound = task_blind_bound(goals)
-    print(format_table(rows, bound, args.settle_steps))
+    print(format_table(rows, bound, args.settle_steps, stage))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
-            "target": str(args.target), "tasks": args.tasks, "settle_steps": args.settle_steps,
-            "task_blind_bound": bound, "goals": goals.tolist(),
+            "target": str(args.target), "stage": stage, "tasks": args.tasks,
+            "settle_steps": args.settle_steps, "task_blind_bound": bound, "goals": goals.tolist(),
             "rows": [asdict(row) for row in rows],
         }, indent=1) + "\n")
 

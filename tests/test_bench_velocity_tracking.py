@@ -1,4 +1,5 @@
-"""Velocity tracking of RL² on velocity tasks: the task-blind bound, the regression, the rollout."""
+"""Velocity tracking on velocity tasks: the task-blind bound, the regression, the rollouts of RL²
+and MAML runs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.velocity_tracking import (
+    _stages,
     regression_slope,
     run_speeds,
     task_blind_bound,
@@ -54,10 +56,10 @@ def test_regression_slope_matches_the_textbook_interval() -> None:
 def test_a_tracking_policy_and_a_one_speed_policy_are_told_apart() -> None:
     goals = np.random.default_rng(2).uniform(0.0, 2.0, size=40)
     steps = 60
-    # Tracks from step 5 on; before that it runs at 1.0 whatever the target.
-    tracker = np.repeat(goals[:, None, None], steps, axis=2).repeat(2, axis=1)
-    tracker[:, 0, :5] = 1.0
-    one_speed = np.full((40, 2, steps), 1.3)
+    # Tracks from step 5 on; before that it runs at 1.0 whatever the target. One episode a stage.
+    tracker = np.repeat(goals[:, None, None, None], steps, axis=3).repeat(2, axis=1)
+    tracker[:, 0, :, :5] = 1.0
+    one_speed = np.full((40, 2, 1, steps), 1.3)
     tracked = tracking("tracker", goals, tracker, 10)
     blind = tracking("blind", goals, one_speed, 10)
     assert tracked[0].error_rest == (0.0, 0.0)
@@ -72,6 +74,20 @@ def test_a_tracking_policy_and_a_one_speed_policy_are_told_apart() -> None:
         tracking("tracker", goals, tracker, steps)
     with pytest.raises(ValueError, match="one row per goal"):
         tracking("tracker", goals[:5], tracker, 10)
+    with pytest.raises(ValueError, match=r"\[tasks, stages, episodes, steps\]"):
+        tracking("tracker", goals, tracker[:, :, 0], 10)
+
+
+def test_a_stage_pools_its_episodes_per_task() -> None:
+    goals = np.random.default_rng(3).uniform(0.0, 2.0, size=30)
+    # Two episodes a stage, one 0.2 above the target and one 0.2 below: on average on target.
+    episodes = goals[:, None, None, None] + np.array([0.2, -0.2])[None, None, :, None]
+    speeds = np.broadcast_to(episodes, (30, 1, 2, 40))
+    (row,) = tracking("pooled", goals, speeds, 10)
+    assert row.stage == 0
+    assert row.error_episode[0] == pytest.approx(0.2)
+    assert row.slope[0] == pytest.approx(1.0)
+    assert row.mean_speed[0] == pytest.approx(goals.mean())
 
 
 def test_speeds_are_read_from_an_rl2_run_on_held_out_tasks(tmp_path: Path) -> None:
@@ -81,19 +97,57 @@ def test_speeds_are_read_from_an_rl2_run_on_held_out_tasks(tmp_path: Path) -> No
          "eval_tasks=2"],
     )
     train(config, tmp_path / "run")
-    goals, speeds = run_speeds(tmp_path / "run", 3)
+    goals, speeds, stage = run_speeds(tmp_path / "run", 3)
+    assert stage == "episode"
     assert goals.shape == (3,) and ((goals >= 0.0) & (goals <= 2.0)).all()
     assert set(speeds) == {"meta-learned", "random init"}
     for runs in speeds.values():
-        assert runs.shape == (3, 2, 20)  # tasks x episodes per trial x horizon
+        assert runs.shape == (3, 2, 1, 20)  # tasks x episodes per trial x 1 x horizon
         assert np.isfinite(runs).all()
         assert not np.allclose(runs[0], runs[1])  # each task its own trial
-    again_goals, again = run_speeds(tmp_path / "run", 3)
+    again_goals, again, _ = run_speeds(tmp_path / "run", 3)
     np.testing.assert_array_equal(again_goals, goals)
     np.testing.assert_array_equal(again["meta-learned"], speeds["meta-learned"])
 
 
-def test_runs_that_are_not_rl2_on_a_velocity_task_are_refused(tmp_path: Path) -> None:
+def test_speeds_of_a_maml_run_are_read_per_inner_step(tmp_path: Path) -> None:
+    config = load_config(
+        EXPERIMENTS / "maml_halfcheetah_vel.yaml",
+        ["workers=0", "iterations=1", "maml.meta_batch_size=2", "maml.episodes_per_task=3",
+         "env_kwargs.horizon=20", "envs_per_worker=2", "eval_tasks=2"],
+    )
+    train(config, tmp_path / "maml")
+    goals, speeds, stage = run_speeds(tmp_path / "maml", 3)
+    assert stage == "inner steps"
+    rl2 = load_config(
+        EXPERIMENTS / "rl2_halfcheetah_vel.yaml",
+        ["workers=0", "iterations=1", "rl2.meta_batch_size=2", "env_kwargs.horizon=20"],
+    )
+    train(rl2, tmp_path / "rl2")
+    np.testing.assert_array_equal(run_speeds(tmp_path / "rl2", 3)[0], goals)  # same seed, tasks
+    for runs in speeds.values():
+        assert runs.shape == (3, 4, 3, 20)  # tasks x 0..3 inner steps x episodes x horizon
+        assert np.isfinite(runs).all()
+        # Each inner step changes the policy, so each stage runs at other speeds.
+        assert not np.allclose(runs[:, 0], runs[:, 1])
+    _, again, _ = run_speeds(tmp_path / "maml", 3)
+    np.testing.assert_array_equal(again["meta-learned"], speeds["meta-learned"])
+    with pytest.raises(ValueError, match="--actions applies to RL² runs"):
+        run_speeds(tmp_path / "maml", 3, actions="mode")
+
+
+def test_episodes_are_grouped_into_stages_only_when_they_add_up() -> None:
+    episodes = [[float(i)] * 5 for i in range(6)]
+    grouped = _stages(episodes, 3, 2)
+    assert grouped.shape == (3, 2, 5)
+    assert grouped[1, 0, 0] == 2.0  # in the order they began
+    with pytest.raises(ValueError, match="expected 2 stages x 2 episodes, the env began 6"):
+        _stages(episodes, 2, 2)
+    with pytest.raises(ValueError, match="episodes of one length"):
+        _stages([[0.0] * 5, [0.0] * 4], 1, 2)
+
+
+def test_runs_that_are_not_on_a_velocity_task_are_refused(tmp_path: Path) -> None:
     bandit = load_config(
         EXPERIMENTS / "rl2_bandit_k5_n10.yaml",
         ["workers=0", "iterations=1", "rl2.meta_batch_size=2", "eval_tasks=2"],
@@ -107,5 +161,5 @@ def test_runs_that_are_not_rl2_on_a_velocity_task_are_refused(tmp_path: Path) ->
          "eval_tasks=2"],
     )
     train(maml, tmp_path / "maml")
-    with pytest.raises(ValueError, match="trained with 'maml'"):
+    with pytest.raises(ValueError, match="expected a velocity task env"):
         run_speeds(tmp_path / "maml", 2)
