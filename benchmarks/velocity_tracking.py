@@ -16,7 +16,8 @@ settles at against the target says the same thing as a number between 0 (task-bl
 
 A row is one stage of adaptation: for RL² an episode of one trial per task; for MAML the policy
 after k inner gradient steps (0..3, `rlmeta evaluate`'s fine-tuning), each stage's 20 episodes
-per task pooled, so MAML's adapted policy is held to the same bound on the same tasks.
+per task pooled, so MAML's adapted policy is held to the same bound on the same tasks. Episodes
+that end early (AntVel's falls) count the steps they ran, and their lengths are reported.
 
     python -m benchmarks.velocity_tracking runs/rl2_cheetah --tasks 100
 
@@ -64,6 +65,8 @@ class Tracking:
     mean_speed: tuple[float, float]  # mean v over the remaining steps
     slope_start: tuple[float, float]  # least-squares slope of the start's mean v on g
     slope: tuple[float, float]  # least-squares slope of the rest's mean v on g
+    episode_length: tuple[float, float]  # mean steps per episode (short where episodes end early)
+    tasks_rest: int  # tasks with a step past settle_steps: the "rest" statistics are over these
 
 
 def task_blind_bound(goals: np.ndarray) -> float:
@@ -90,11 +93,31 @@ def regression_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return slope, float(t_critical_95(x.size - 2) * stderr)
 
 
+def _task_means(values: np.ndarray) -> np.ndarray:
+    """Per task, the mean over the steps of its episodes [tasks, episodes, steps], skipping the NaN
+    that pads an episode that ended early; NaN for a task with no steps there."""
+    counts = np.isfinite(values).sum(axis=(1, 2))
+    return np.where(counts > 0, np.nansum(values, axis=(1, 2)) / np.maximum(counts, 1), np.nan)
+
+
+def _over_tasks(goals: np.ndarray, per_task: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Mean ± interval of `per_task` and its slope on the goals, over the tasks it is defined for
+    (NaN where fewer than 3 are)."""
+    kept = np.isfinite(per_task)
+    if kept.sum() < 3:
+        return (np.nan, np.nan), (np.nan, np.nan)
+    return mean_ci95(per_task[kept]), regression_slope(goals[kept], per_task[kept])
+
+
 def tracking(
     policy: str, goals: np.ndarray, speeds: np.ndarray, settle_steps: int = DEFAULT_SETTLE_STEPS
 ) -> list[Tracking]:
     """One row per stage from `speeds` [tasks, stages, episodes, steps] run on targets `goals`
-    [tasks]; a task's episodes of one stage are pooled (its mean over them is one sample)."""
+    [tasks]; a task's episodes of one stage are pooled (its mean over their steps is one sample).
+    NaN pads episodes that ended early: a task whose episodes all ended within settle_steps has
+    no "rest" and is left out of those statistics (the rest are over `tasks_rest` tasks). The
+    task-blind bound still holds: the speeds and when episodes end are the same for every target
+    when the policy ignores it."""
     goals, speeds = np.asarray(goals, dtype=np.float64), np.asarray(speeds, dtype=np.float64)
     if speeds.ndim != 4 or speeds.shape[0] != goals.shape[0]:
         raise ValueError(
@@ -110,16 +133,21 @@ def tracking(
     rows = []
     for stage in range(speeds.shape[1]):
         start, rest = np.s_[:, stage, :, :settle_steps], np.s_[:, stage, :, settle_steps:]
-        rest_speed = speeds[rest].mean(axis=(1, 2))
+        if not np.isfinite(speeds[start][:, :, 0]).all():
+            raise ValueError("every episode needs at least one step (NaN pads only after it)")
+        error_rest, _ = _over_tasks(goals, _task_means(errors[rest]))
+        mean_speed, slope = _over_tasks(goals, _task_means(speeds[rest]))
         rows.append(Tracking(
             policy=policy,
             stage=stage,
-            error_start=mean_ci95(errors[start].mean(axis=(1, 2))),
-            error_rest=mean_ci95(errors[rest].mean(axis=(1, 2))),
-            error_episode=mean_ci95(errors[:, stage].mean(axis=(1, 2))),
-            mean_speed=mean_ci95(rest_speed),
-            slope_start=regression_slope(goals, speeds[start].mean(axis=(1, 2))),
-            slope=regression_slope(goals, rest_speed),
+            error_start=mean_ci95(_task_means(errors[start])),
+            error_rest=error_rest,
+            error_episode=mean_ci95(_task_means(errors[:, stage])),
+            mean_speed=mean_speed,
+            slope_start=regression_slope(goals, _task_means(speeds[start])),
+            slope=slope,
+            episode_length=mean_ci95(np.isfinite(speeds[:, stage]).sum(axis=2).mean(axis=1)),
+            tasks_rest=int(np.isfinite(_task_means(speeds[rest])).sum()),
         ))
     return rows
 
@@ -150,17 +178,21 @@ class _SpeedLog(gym.Wrapper):
         return result
 
 
-def _stages(episodes: list[list[float]], stages: int, per_stage: int) -> np.ndarray:
+def _stages(
+    episodes: list[list[float]], stages: int, per_stage: int, steps: int
+) -> np.ndarray:
     """[stages, per_stage, steps] from the episodes of one task, in the order they began (a stage
-    starts only once the one before has ended, so the order groups them)."""
+    starts only once the one before has ended, so the order groups them); NaN after the end of
+    an episode shorter than `steps`."""
     if len(episodes) != stages * per_stage:
         raise ValueError(f"expected {stages} stages x {per_stage} episodes, the env began "
                          f"{len(episodes)}")
-    lengths = {len(episode) for episode in episodes}
-    if len(lengths) != 1:
-        raise ValueError(f"velocity tracking needs episodes of one length (no early "
-                         f"termination), got lengths {sorted(lengths)}")
-    return np.array(episodes).reshape(stages, per_stage, -1)
+    padded = np.full((len(episodes), steps), np.nan)
+    for row, episode in zip(padded, episodes, strict=True):
+        if not 1 <= len(episode) <= steps:
+            raise ValueError(f"an episode ran {len(episode)} steps; expected 1 to {steps}")
+        row[:len(episode)] = episode
+    return padded.reshape(stages, per_stage, steps)
 
 
 def run_speeds(
@@ -213,8 +245,10 @@ def run_speeds(
                         raise RuntimeError(f"evaluation of task {spec.task!r} failed: "
                                            f"{outcome.message}")
                     shape = (default_adapt_steps(config) + 1, config.maml.episodes_per_task)
-                per_task.append(_stages(episodes, *shape))
-            speeds[name] = np.array(per_task)
+                per_task.append((list(episodes), shape))
+            # Padded to the longest episode any task ran (the horizon, unless all ended early).
+            steps = max(len(episode) for task, _ in per_task for episode in task)
+            speeds[name] = np.array([_stages(task, *shape, steps) for task, shape in per_task])
         return goals, speeds, "episode" if config.algorithm == "rl2" else "inner steps"
     finally:
         for env in envs:
@@ -229,14 +263,15 @@ def format_table(rows: list[Tracking], bound: float, settle_steps: int, stage: s
     lines = [
         f"| policy | {stage} | mean error, steps < {settle_steps} | mean error, steps ≥ "
         f"{settle_steps} | mean error, episode | mean speed, steps ≥ {settle_steps} | slope of "
-        f"speed on target, steps < {settle_steps} | slope, steps ≥ {settle_steps} |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"speed on target, steps < {settle_steps} | slope, steps ≥ {settle_steps} | steps per "
+        f"episode (tasks with a step ≥ {settle_steps}) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         lines.append(
             f"| {row.policy} | {row.stage} | {_cell(row.error_start)} | {_cell(row.error_rest)}"
             f" | {_cell(row.error_episode)} | {_cell(row.mean_speed)} | {_cell(row.slope_start)}"
-            f" | {_cell(row.slope)} |"
+            f" | {_cell(row.slope)} | {row.episode_length[0]:.1f} ({row.tasks_rest}) |"
         )
     lines.append(f"\nTask-blind bound on these tasks (no policy that ignores the task can expect "
                  f"a lower mean error): {bound:.3f}")

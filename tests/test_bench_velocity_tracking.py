@@ -136,15 +136,43 @@ def test_speeds_of_a_maml_run_are_read_per_inner_step(tmp_path: Path) -> None:
         run_speeds(tmp_path / "maml", 3, actions="mode")
 
 
-def test_episodes_are_grouped_into_stages_only_when_they_add_up() -> None:
+def test_episodes_are_grouped_into_stages_and_padded_where_they_ended_early() -> None:
     episodes = [[float(i)] * 5 for i in range(6)]
-    grouped = _stages(episodes, 3, 2)
+    episodes[3] = [3.0, 3.0]  # ended after 2 steps
+    grouped = _stages(episodes, 3, 2, 5)
     assert grouped.shape == (3, 2, 5)
     assert grouped[1, 0, 0] == 2.0  # in the order they began
+    np.testing.assert_array_equal(grouped[1, 1], [3.0, 3.0, np.nan, np.nan, np.nan])
     with pytest.raises(ValueError, match="expected 2 stages x 2 episodes, the env began 6"):
-        _stages(episodes, 2, 2)
-    with pytest.raises(ValueError, match="episodes of one length"):
-        _stages([[0.0] * 5, [0.0] * 4], 1, 2)
+        _stages(episodes, 2, 2, 5)
+    with pytest.raises(ValueError, match="an episode ran 5 steps; expected 1 to 4"):
+        _stages(episodes, 3, 2, 4)
+
+
+def test_episodes_that_end_early_count_only_the_steps_they_ran() -> None:
+    goals = np.random.default_rng(4).uniform(0.0, 2.0, size=10)
+    # Tracks the target exactly while it runs, 1.0 off it in the steps before 20.
+    speeds = np.repeat(goals[:, None, None, None], 40, axis=3).repeat(2, axis=2)
+    speeds[:, :, :, :20] += 1.0
+    speeds[:, 0, 0, 30:] = np.nan  # every task's first episode ends after 30 steps
+    speeds[:3, 0, :, 15:] = np.nan  # three tasks end both episodes within the start
+    (row,) = tracking("early", goals, speeds, 20)
+    assert row.tasks_rest == 7
+    assert row.error_rest == (0.0, 0.0)
+    assert row.slope[0] == pytest.approx(1.0)
+    assert row.error_start == pytest.approx((1.0, 0.0), abs=1e-12)
+    # Per task, the mean over the steps run: 40 of 70 steps 1.0 off (all 30 for the three).
+    per_task = np.array([1.0] * 3 + [40 / 70] * 7)
+    assert row.error_episode[0] == pytest.approx(per_task.mean())
+    assert row.episode_length[0] == pytest.approx((3 * 15 + 7 * 35) / 10)
+    few = speeds.copy()
+    few[3:, 0, :, 15:] = np.nan  # no task runs past the start: nothing to say about the rest
+    (none,) = tracking("early", goals, few, 20)
+    assert none.tasks_rest == 0 and np.isnan(none.slope[0]) and np.isnan(none.error_rest[0])
+    empty = speeds.copy()
+    empty[0, 0, 0, :] = np.nan
+    with pytest.raises(ValueError, match="at least one step"):
+        tracking("early", goals, empty, 20)
 
 
 def test_runs_that_are_not_on_a_velocity_task_are_refused(tmp_path: Path) -> None:
