@@ -195,14 +195,23 @@ def _stages(
     return padded.reshape(stages, per_stage, steps)
 
 
-def run_speeds(
-    target: str | Path, n_tasks: int, actions: str | None = None
-) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
-    """Targets [tasks] of `n_tasks` held-out tasks and, for the trained policy and its run's
-    random initial weights, the speeds [tasks, stages, episodes, steps] on each: RL², one trial
-    (stages are its episodes); MAML, `rlmeta evaluate`'s fine-tuning (stages are 0..3 inner
-    steps, each `episodes_per_task` episodes, on the run's `envs_per_worker` envs); and what a
-    stage is: "episode" or "inner steps"."""
+@dataclass
+class Speeds:
+    """What a checkpoint's policies ran at on held-out velocity tasks."""
+
+    goals: np.ndarray  # [tasks] target velocities
+    runs: dict[str, np.ndarray]  # policy -> speeds [tasks, stages, episodes, steps]
+    stage: str  # what a stage is: "episode" (of an RL² trial) or "inner steps" (MAML)
+    algorithm: str
+    iteration: int  # training iterations (updates) behind the checkpoint
+    env_steps: int  # env steps of training behind the checkpoint
+
+
+def run_speeds(target: str | Path, n_tasks: int, actions: str | None = None) -> Speeds:
+    """The speeds of the trained policy and of its run's random initial weights on `n_tasks`
+    held-out tasks: RL², one trial (stages are its episodes); MAML, `rlmeta evaluate`'s
+    fine-tuning (stages are 0..3 inner steps, each `episodes_per_task` episodes, on the run's
+    `envs_per_worker` envs)."""
     state = checkpoint.load_checkpoint(checkpoint.resolve_checkpoint(target))
     config = config_from_dict(state["config"])
     if actions is not None and config.algorithm != "rl2":
@@ -249,7 +258,12 @@ def run_speeds(
             # Padded to the longest episode any task ran (the horizon, unless all ended early).
             steps = max(len(episode) for task, _ in per_task for episode in task)
             speeds[name] = np.array([_stages(task, *shape, steps) for task, shape in per_task])
-        return goals, speeds, "episode" if config.algorithm == "rl2" else "inner steps"
+        return Speeds(
+            goals=goals, runs=speeds,
+            stage="episode" if config.algorithm == "rl2" else "inner steps",
+            algorithm=config.algorithm, iteration=int(state["iteration"]),
+            env_steps=int(state["env_steps"]),
+        )
     finally:
         for env in envs:
             env.close()
@@ -290,15 +304,20 @@ def main(argv: list[str] | None = None) -> None:
                              f"{DEFAULT_SETTLE_STEPS})")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args(argv)
-    goals, speeds, stage = run_speeds(args.target, args.tasks, args.actions)
-    rows = [row for name, runs in speeds.items()
+    measured = run_speeds(args.target, args.tasks, args.actions)
+    goals = measured.goals
+    rows = [row for name, runs in measured.runs.items()
             for row in tracking(name, goals, runs, args.settle_steps)]
     bound = task_blind_bound(goals)
-    print(format_table(rows, bound, args.settle_steps, stage))
+    print(f"{args.target}: {measured.algorithm}, {measured.iteration} iterations, "
+          f"{measured.env_steps:,} env steps")
+    print(format_table(rows, bound, args.settle_steps, measured.stage))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
-            "target": str(args.target), "stage": stage, "tasks": args.tasks,
+            "target": str(args.target), "algorithm": measured.algorithm,
+            "iteration": measured.iteration, "env_steps": measured.env_steps,
+            "stage": measured.stage, "tasks": args.tasks,
             "settle_steps": args.settle_steps, "task_blind_bound": bound, "goals": goals.tolist(),
             "rows": [asdict(row) for row in rows],
         }, indent=1) + "\n")

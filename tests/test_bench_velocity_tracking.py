@@ -3,6 +3,7 @@ and MAML runs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from benchmarks.velocity_tracking import (
     _stages,
+    main,
     regression_slope,
     run_speeds,
     task_blind_bound,
@@ -97,17 +99,26 @@ def test_speeds_are_read_from_an_rl2_run_on_held_out_tasks(tmp_path: Path) -> No
          "eval_tasks=2"],
     )
     train(config, tmp_path / "run")
-    goals, speeds, stage = run_speeds(tmp_path / "run", 3)
-    assert stage == "episode"
+    measured = run_speeds(tmp_path / "run", 3)
+    goals, speeds = measured.goals, measured.runs
+    assert (measured.stage, measured.algorithm, measured.iteration) == ("episode", "rl2", 1)
+    assert measured.env_steps == 2 * 2 * 20  # 2 tasks x 2 episodes x 20 steps
     assert goals.shape == (3,) and ((goals >= 0.0) & (goals <= 2.0)).all()
     assert set(speeds) == {"meta-learned", "random init"}
     for runs in speeds.values():
         assert runs.shape == (3, 2, 1, 20)  # tasks x episodes per trial x 1 x horizon
         assert np.isfinite(runs).all()
         assert not np.allclose(runs[0], runs[1])  # each task its own trial
-    again_goals, again, _ = run_speeds(tmp_path / "run", 3)
-    np.testing.assert_array_equal(again_goals, goals)
-    np.testing.assert_array_equal(again["meta-learned"], speeds["meta-learned"])
+    again = run_speeds(tmp_path / "run", 3)
+    np.testing.assert_array_equal(again.goals, goals)
+    np.testing.assert_array_equal(again.runs["meta-learned"], speeds["meta-learned"])
+    main([str(tmp_path / "run"), "--tasks", "3", "--settle-steps", "5",
+          "--out", str(tmp_path / "tracking.json")])
+    written = json.loads((tmp_path / "tracking.json").read_text())
+    assert (written["algorithm"], written["iteration"], written["stage"]) == ("rl2", 1, "episode")
+    assert written["goals"] == goals.tolist()
+    assert [(r["policy"], r["stage"]) for r in written["rows"]] == [
+        ("meta-learned", 0), ("meta-learned", 1), ("random init", 0), ("random init", 1)]
 
 
 def test_speeds_of_a_maml_run_are_read_per_inner_step(tmp_path: Path) -> None:
@@ -117,20 +128,21 @@ def test_speeds_of_a_maml_run_are_read_per_inner_step(tmp_path: Path) -> None:
          "env_kwargs.horizon=20", "envs_per_worker=2", "eval_tasks=2"],
     )
     train(config, tmp_path / "maml")
-    goals, speeds, stage = run_speeds(tmp_path / "maml", 3)
-    assert stage == "inner steps"
+    measured = run_speeds(tmp_path / "maml", 3)
+    goals, speeds = measured.goals, measured.runs
+    assert (measured.stage, measured.algorithm) == ("inner steps", "maml")
     rl2 = load_config(
         EXPERIMENTS / "rl2_halfcheetah_vel.yaml",
         ["workers=0", "iterations=1", "rl2.meta_batch_size=2", "env_kwargs.horizon=20"],
     )
     train(rl2, tmp_path / "rl2")
-    np.testing.assert_array_equal(run_speeds(tmp_path / "rl2", 3)[0], goals)  # same seed, tasks
+    np.testing.assert_array_equal(run_speeds(tmp_path / "rl2", 3).goals, goals)  # same seed
     for runs in speeds.values():
         assert runs.shape == (3, 4, 3, 20)  # tasks x 0..3 inner steps x episodes x horizon
         assert np.isfinite(runs).all()
         # Each inner step changes the policy, so each stage runs at other speeds.
         assert not np.allclose(runs[:, 0], runs[:, 1])
-    _, again, _ = run_speeds(tmp_path / "maml", 3)
+    again = run_speeds(tmp_path / "maml", 3).runs
     np.testing.assert_array_equal(again["meta-learned"], speeds["meta-learned"])
     with pytest.raises(ValueError, match="--actions applies to RL² runs"):
         run_speeds(tmp_path / "maml", 3, actions="mode")
