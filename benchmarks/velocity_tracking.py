@@ -135,8 +135,9 @@ def tracking(
         start, rest = np.s_[:, stage, :, :settle_steps], np.s_[:, stage, :, settle_steps:]
         if not np.isfinite(speeds[start][:, :, 0]).all():
             raise ValueError("every episode needs at least one step (NaN pads only after it)")
+        rest_speed = _task_means(speeds[rest])
         error_rest, _ = _over_tasks(goals, _task_means(errors[rest]))
-        mean_speed, slope = _over_tasks(goals, _task_means(speeds[rest]))
+        mean_speed, slope = _over_tasks(goals, rest_speed)
         rows.append(Tracking(
             policy=policy,
             stage=stage,
@@ -147,7 +148,7 @@ def tracking(
             slope_start=regression_slope(goals, _task_means(speeds[start])),
             slope=slope,
             episode_length=mean_ci95(np.isfinite(speeds[:, stage]).sum(axis=2).mean(axis=1)),
-            tasks_rest=int(np.isfinite(_task_means(speeds[rest])).sum()),
+            tasks_rest=int(np.isfinite(rest_speed).sum()),
         ))
     return rows
 
@@ -235,6 +236,11 @@ def run_speeds(target: str | Path, n_tasks: int, actions: str | None = None) -> 
         algorithm = build.build_algorithm(
             config, "cpu", envs[0].observation_space, envs[0].action_space
         )
+        if config.algorithm == "rl2":
+            shape = (config.rl2.episodes_per_trial, 1)
+        else:
+            adapt_steps = default_adapt_steps(config)
+            shape = (adapt_steps + 1, config.maml.episodes_per_task)
         # Built from the run's seed, the algorithm holds the run's random initial weights.
         policies = [("meta-learned", state["runtime"]["algorithm"]["weights"]),
                     ("random init", algorithm.get_weights())]
@@ -247,17 +253,15 @@ def run_speeds(target: str | Path, n_tasks: int, actions: str | None = None) -> 
                 if config.algorithm == "rl2":
                     algorithm.sample_trials(envs, spec, 0, num_trials=1,
                                             actions=config.rl2.eval_actions)
-                    shape = (config.rl2.episodes_per_trial, 1)
                 else:
-                    outcome = evaluate_task(algorithm, envs, spec, default_adapt_steps(config))
+                    outcome = evaluate_task(algorithm, envs, spec, adapt_steps)
                     if not isinstance(outcome, dict):
                         raise RuntimeError(f"evaluation of task {spec.task!r} failed: "
                                            f"{outcome.message}")
-                    shape = (default_adapt_steps(config) + 1, config.maml.episodes_per_task)
-                per_task.append((list(episodes), shape))
+                per_task.append(list(episodes))
             # Padded to the longest episode any task ran (the horizon, unless all ended early).
-            steps = max(len(episode) for task, _ in per_task for episode in task)
-            speeds[name] = np.array([_stages(task, *shape, steps) for task, shape in per_task])
+            steps = max(len(episode) for task in per_task for episode in task)
+            speeds[name] = np.array([_stages(task, *shape, steps) for task in per_task])
         return Speeds(
             goals=goals, runs=speeds,
             stage="episode" if config.algorithm == "rl2" else "inner steps",
