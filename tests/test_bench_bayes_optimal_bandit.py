@@ -5,21 +5,17 @@ it against hand-solved cases, a brute-force programme over ordered arms, and sim
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.baselines_bandit_mdp import (  # noqa: E402
+from benchmarks.baselines_bandit_mdp import (
     BANDIT_AGENTS,
     BayesOptimalBandit,
     bandit_episode_returns,
     bayes_optimal_trial_value,
 )
-from rlmeta.tasks import make_task_env, sample_tasks  # noqa: E402
+from rlmeta.tasks import make_task_env, sample_tasks
 
 
 def brute_force_value(arms: int, pulls: int) -> float:

@@ -6,15 +6,11 @@ Bayes-optimal value where that is solvable."""
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.baselines_bandit_mdp import (  # noqa: E402
+from benchmarks.baselines_bandit_mdp import (
     bayes_optimal_trial_value,
     finite_horizon_gittins_indices,
 )

@@ -3,14 +3,9 @@ one model drawn from the same posterior the greedy planner takes the mean of."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.baselines_bandit_mdp import MDPModelAgent  # noqa: E402
+from benchmarks.baselines_bandit_mdp import MDPModelAgent
 
 STATES, ACTIONS, HORIZON = 4, 3, 5
 

@@ -4,15 +4,12 @@ by point, and any difference is named by the update where it starts."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks import rl2_reproduction  # noqa: E402
-from benchmarks.rl2_tables import main as rl2_tables  # noqa: E402
+from benchmarks import rl2_reproduction
+from benchmarks.rl2_tables import main as rl2_tables
 
 ROW = "bandit-10-5"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,15 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlmeta.algorithm import TaskSpec
-from rlmeta.rl2 import RL2Algorithm, collate_trials
-from rlmeta.tasks import make_task_env
-from rlmeta.warm_start import weights_digest
-
-# benchmarks/ is a folder of scripts run as `python -m benchmarks.<name>` from the repository root.
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.rl2_tables import (  # noqa: E402
+from benchmarks.rl2_tables import (
     ROWS,
     evaluate_rl2,
     initial_policy,
@@ -33,7 +24,13 @@ from benchmarks.rl2_tables import (  # noqa: E402
     rl2_config,
     write_tables,
 )
-from benchmarks.rl2_tables_markdown import adaptation_ranges  # noqa: E402
+from benchmarks.rl2_tables_markdown import adaptation_ranges
+from rlmeta.algorithm import TaskSpec
+from rlmeta.rl2 import RL2Algorithm, collate_trials
+from rlmeta.tasks import make_task_env
+from rlmeta.warm_start import weights_digest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_algorithm(arms: int = 3, episodes: int = 4) -> RL2Algorithm:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import sampler  # noqa: E402
+from benchmarks import sampler
 
 
 def row(run: int, ratio: float, before: float, after: float) -> dict:
