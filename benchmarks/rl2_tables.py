@@ -19,6 +19,11 @@ which `rlmeta evaluate` reads and `--evaluate` re-measures without retraining:
 
     python -m benchmarks.rl2_tables --evaluate runs/rl2_tables/mdp-10.pt --merge
 
+`--evaluate` (and `--compare`) also read an `rlmeta train` run of RL² on a row's tasks, such as
+a row trained at the paper's scale on a cluster (`experiments/rl2_tabular_mdp_n10_cluster.yaml`):
+
+    python -m benchmarks.rl2_tables --evaluate runs/mdp10-cluster --out runs/mdp10-cluster-table
+
 Settings are chosen between two saved policies of a row on validation tasks, a third task
 stream, so that the held-out figure is not also the one the choice was made on:
 
@@ -65,9 +70,10 @@ from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
 from rlmeta.evaluation import starting_weights
+from rlmeta.metrics import METRICS_FILE
 from rlmeta.rl2 import ACTION_MODES, RL2Algorithm
 from rlmeta.tasks import make_task_env, sample_tasks
-from rlmeta.train import draw_task_specs
+from rlmeta.train import CONFIG_FILE, draw_task_specs
 
 # Duan et al. 2016, Table 1 (bandits: (n, k) -> figures) and Table 2 (MDPs: n -> figures).
 PAPER_BANDIT = {
@@ -81,6 +87,8 @@ PAPER_BANDIT = {
 PAPER_MDP = {10: {"psrl": 138.1, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7}}
 
 TABLE_DIR = Path(__file__).parent / "results"
+# What a row's training curve records at each logged update, besides its counts and time.
+CURVE_METRICS = ("return/trial", "entropy", "approx_kl", "explained_variance")
 TABLE_POLICIES = Path("runs") / "rl2_tables"
 
 
@@ -227,10 +235,7 @@ def train_rl2(
                 "updates": run.updates,
                 "env_steps": run.env_steps,
                 "seconds": round(run.seconds, 1),
-                "return/trial": metrics["return/trial"],
-                "entropy": metrics["entropy"],
-                "approx_kl": metrics["approx_kl"],
-                "explained_variance": metrics["explained_variance"],
+                **{key: metrics[key] for key in CURVE_METRICS},
             }
             run.curve.append(point)
             print(json.dumps(point), flush=True)
@@ -262,14 +267,18 @@ def fresh_algorithm(config: ExperimentConfig) -> RL2Algorithm:
 
 
 def load_policy(path: Path) -> tuple[Row, Training, str]:
-    """A policy `save_policy` wrote: its row, the training run restored, and the command that
-    trained it."""
-    state = checkpoint.load_checkpoint(path)
+    """A trained policy of a row: one `save_policy` wrote, or an `rlmeta train` run of RL² on the
+    row's tasks (its directory, read at its newest checkpoint, or one of its checkpoints), such as
+    a row trained on a cluster with `workers: N`. Returns the row, the training run restored and
+    the command that trained it."""
+    state = checkpoint.load_checkpoint(checkpoint.resolve_checkpoint(path))
     saved = state.get("rl2_tables")
+    if saved is None:
+        return _train_run_policy(path, state)
     if not isinstance(saved, dict):
         raise checkpoint.CheckpointError(
-            f"checkpoint {str(path)!r} was not written by benchmarks.rl2_tables: expected its "
-            f"'rl2_tables' entry (row, curve, command)"
+            f"checkpoint {str(path)!r} has an 'rl2_tables' entry that is not a record; expected "
+            f"the row, curve and command benchmarks.rl2_tables saves"
         )
     row = next(r for r in ROWS if r.name == saved["row"])
     config = config_from_dict(state["config"])
@@ -279,6 +288,48 @@ def load_policy(path: Path) -> tuple[Row, Training, str]:
                    saved["curve"], state["rng_state"],
                    state.get(warm_start.RECORD_KEY, saved.get("init_from")))
     return row, run, saved["command"]
+
+
+def row_of(config: ExperimentConfig, source: str) -> Row:
+    """The table row whose tasks and trial length `config` trains RL² on."""
+    if config.algorithm != "rl2":
+        raise ValueError(f"{source} trains {config.algorithm!r}; expected an RL² run (rl2)")
+    got = (config.env, dict(config.env_kwargs), config.rl2.episodes_per_trial)
+    for row in ROWS:
+        if (row.env_id, row.env_kwargs, row.episodes) == got:
+            return row
+    raise ValueError(f"{source} is RL² on (env, env_kwargs, episodes_per_trial) = {got}, no row "
+                     f"of the table; expected Bandit-v0 with arms 5, 10 or 50 and 10 or 100 "
+                     f"episodes, or TabularMDP-v0 with no kwargs and 10 or 25 episodes")
+
+
+def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training, str]:
+    """An `rlmeta train` checkpoint as a row's policy: its training curve read from the run's
+    metrics log (every tenth update, as `train_rl2` logs), up to the checkpoint's iteration."""
+    if "config" not in state or not state["config"]:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(path)!r} was written neither by benchmarks.rl2_tables nor by "
+            f"`rlmeta train`: expected its 'rl2_tables' entry or a run's config"
+        )
+    config = config_from_dict(state["config"])
+    row = row_of(config, f"checkpoint {str(path)!r}")
+    algorithm = fresh_algorithm(config)
+    algorithm.load_state_dict(state["runtime"]["algorithm"])
+    run_dir = Path(path) if Path(path).is_dir() else Path(path).resolve().parent.parent
+    logged = {}  # by update: a resumed run logs again the updates after its last checkpoint
+    metrics_log = run_dir / METRICS_FILE
+    if metrics_log.is_file():
+        for line in metrics_log.read_text().splitlines():
+            point = json.loads(line)
+            updates = point["iteration"] + 1
+            if updates % 10 == 0 and updates <= state["iteration"]:
+                logged[updates] = {"updates": updates, "env_steps": point["env_steps"],
+                                   "seconds": round(point["time_s"], 1),
+                                   **{key: point[key] for key in CURVE_METRICS if key in point}}
+    curve = [logged[updates] for updates in sorted(logged)]
+    run = Training(algorithm, config, state["env_steps"], state["iteration"], state["time_s"],
+                   curve, state["rng_state"], state.get(warm_start.RECORD_KEY))
+    return row, run, f"rlmeta train {run_dir / CONFIG_FILE} --run-dir {run_dir}"
 
 
 def evaluate_rl2(
@@ -566,8 +617,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start training from the weights of a saved RL² policy of the same "
                              "shape (e.g. another row's), with a fresh optimizer")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CHECKPOINT",
-                        help="re-measure a policy saved by an earlier run (its row, settings and "
-                             "training record come from the file); trains nothing")
+                        help="measure a policy saved by an earlier run, or an `rlmeta train` RL² "
+                             "run (its directory or a checkpoint; e.g. a row trained on a "
+                             "cluster): its row, settings and training record come from the "
+                             "file and the run; trains nothing")
     parser.add_argument("--compare", type=Path, nargs=2, default=None,
                         metavar=("BASE", "CANDIDATE"),
                         help="two saved policies of one row, paired on --tasks validation tasks "
@@ -720,4 +773,7 @@ def write_tables(out: Path, trained: dict[str, dict], merge: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, checkpoint.CheckpointError) as error:
+        raise SystemExit(f"benchmarks.rl2_tables: {error}") from None

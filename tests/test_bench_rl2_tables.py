@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,10 @@ import torch
 
 from benchmarks.rl2_tables import (
     ROWS,
+    compare_policies,
     evaluate_rl2,
     initial_policy,
+    load_policy,
     main,
     parse_args,
     refresh_baselines,
@@ -26,8 +28,11 @@ from benchmarks.rl2_tables import (
 )
 from benchmarks.rl2_tables_markdown import adaptation_ranges
 from rlmeta.algorithm import TaskSpec
+from rlmeta.checkpoint import checkpoint_path
+from rlmeta.config import PolicyConfig, RL2Config
 from rlmeta.rl2 import RL2Algorithm, collate_trials
 from rlmeta.tasks import make_task_env
+from rlmeta.train import train
 from rlmeta.warm_start import weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,11 +275,62 @@ def test_evaluate_refuses_a_checkpoint_it_did_not_write_and_extra_settings(tmp_p
     from rlmeta.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
 
     foreign = save_checkpoint(make_checkpoint({}, {}, 0, 0, {}), tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="not written by benchmarks.rl2_tables"):
+    with pytest.raises(CheckpointError, match="neither by benchmarks.rl2_tables nor by"):
         main(["--evaluate", str(foreign), "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         parse_args(["--evaluate", str(foreign), "--only", "mdp-10",
                     "--config", "experiments/rl2_tabular_mdp_n10.yaml"])
+
+
+def test_an_rlmeta_train_run_is_measured_as_a_row(tmp_path: Path) -> None:
+    # A row at the paper's scale is trained with `rlmeta train` on a cluster (workers: N), not by
+    # this benchmark's one-process loop; its run directory must go into the table as it is.
+    config = replace(
+        rl2_config(ROWS[0], parse_args(["--only", ROWS[0].name])),
+        iterations=20, checkpoint_every=10, workers=0, envs_per_worker=4,
+        policy=PolicyConfig(hidden_sizes=[], activation="tanh"),
+        rl2=RL2Config(meta_batch_size=4, trials_per_task=2, episodes_per_trial=10, hidden_size=8),
+    )
+    run_dir = tmp_path / "run"
+    train(config, run_dir)
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    common = ["--tasks", "6", "--eval-batch", "3"]
+    main(["--evaluate", str(run_dir), "--out", str(tmp_path / "dir"), *common])
+    main(["--evaluate", str(checkpoint_path(run_dir, 20)), "--out", str(tmp_path / "file"),
+          *common])
+    main(["--evaluate", str(checkpoint_path(run_dir, 10)), "--out", str(tmp_path / "early"),
+          *common])
+    by_dir, by_file, early = (
+        json.loads((tmp_path / name / "rl2_tables.json").read_text())["rows"][0]
+        for name in ("dir", "file", "early")
+    )
+    assert by_dir["row"] == "bandit-10-5"
+    assert (by_dir["rl2_updates"], by_dir["rl2_env_steps"]) == (20, logged[-1]["env_steps"])
+    assert [p["updates"] for p in by_dir["rl2_curve"]] == [10, 20]
+    assert by_dir["rl2_curve"][1]["return/trial"] == logged[19]["return/trial"]
+    assert by_dir["command"] == f"rlmeta train {run_dir / 'config.yaml'} --run-dir {run_dir}"
+    assert by_dir["rl2_settings"]["rl2"]["meta_batch_size"] == 4
+    # The directory is read at its newest checkpoint; an earlier one at its own update.
+    assert by_file["measured"] == by_dir["measured"]
+    assert early["rl2_updates"] == 10 and [p["updates"] for p in early["rl2_curve"]] == [10]
+    newest, earlier = (load_policy(path)[1].algorithm.get_weights()
+                       for path in (run_dir, checkpoint_path(run_dir, 10)))
+    assert any(not torch.equal(newest[name], earlier[name]) for name in newest)
+    # The run's policy can be compared with the benchmark's own policies of the row.
+    main(["--budget", "800", "--hidden-size", "8", "--only", "bandit-10-5", *common,
+          "--out", str(tmp_path / "own")])
+    result = compare_policies(tmp_path / "own" / "bandit-10-5.pt", run_dir, 6, 0, 3)
+    assert result["row"] == "bandit-10-5"
+
+    mdp_run = tmp_path / "mdp-12"
+    train(replace(config, env="rlmeta/TabularMDP-v0", env_kwargs={}, iterations=1,
+                  rl2=replace(config.rl2, episodes_per_trial=12)), mdp_run)
+    with pytest.raises(ValueError, match=r"\('rlmeta/TabularMDP-v0', \{\}, 12\), no row"):
+        main(["--evaluate", str(mdp_run), "--out", str(tmp_path / "x")])
+    maml_run = tmp_path / "maml"
+    train(replace(config, algorithm="maml", iterations=1), maml_run)
+    with pytest.raises(ValueError, match="trains 'maml'; expected an RL² run"):
+        main(["--evaluate", str(maml_run), "--out", str(tmp_path / "x")])
 
 
 def test_compare_pairs_two_saved_policies_on_validation_not_held_out_tasks(
@@ -282,7 +338,7 @@ def test_compare_pairs_two_saved_policies_on_validation_not_held_out_tasks(
 ) -> None:
     # Choosing a setting on the held-out tasks would make the table's figure the one the choice
     # was made on; `--compare` pairs two policies on a third task stream instead.
-    from benchmarks.rl2_tables import compare_policies, held_out_tasks, validation_tasks
+    from benchmarks.rl2_tables import held_out_tasks, validation_tasks
 
     row = next(r for r in ROWS if r.name == "bandit-10-5")
     held_out, held_out_seed = held_out_tasks(row, 5, 0)
