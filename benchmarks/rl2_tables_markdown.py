@@ -100,9 +100,12 @@ def _steps(result: dict[str, Any]) -> str:
 def _settings_line(result: dict[str, Any]) -> str:
     rl2 = result["rl2_settings"]["rl2"]
     recurrent = "layer-normalised GRU" if rl2.get("recurrent_cell") == "layer_norm_gru" else "GRU"
+    # Settings the shipped rows leave at their defaults are named only when a row sets them.
+    value = ", a separate value GRU" if rl2.get("value_network") == "separate" else ""
+    decay = f", weight decay {rl2['weight_decay']}" if rl2.get("weight_decay", 0.0) > 0 else ""
     return (
-        f"- **{result['row']}**: {recurrent} {rl2['hidden_size']}, lr {rl2['lr']}"
-        f"{' annealed linearly to 0' if rl2.get('lr_schedule') == 'linear' else ''}, "
+        f"- **{result['row']}**: {recurrent} {rl2['hidden_size']}{value}, lr {rl2['lr']}"
+        f"{' annealed linearly to 0' if rl2.get('lr_schedule') == 'linear' else ''}{decay}, "
         f"{rl2['meta_batch_size']} tasks × {rl2['trials_per_task']} trials per update, "
         f"{rl2['epochs']} epochs × {rl2['minibatches']} minibatches, γ {rl2['gamma']}, "
         f"λ {rl2['gae_lambda']}, entropy {rl2['entropy_coef']}, clip {rl2['clip']}, "

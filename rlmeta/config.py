@@ -113,6 +113,9 @@ class RL2Config:
     """Entropy-bonus coefficient."""
     max_grad_norm: float = 0.5
     """Gradient-norm clip."""
+    weight_decay: float = 0.0
+    """0: Adam. Above 0: AdamW's decoupled weight decay on the weight matrices (the published PPO
+    reproduction of the RL² tables used 0.01)."""
     reward_scale: float = 1.0
     """Multiplies rewards in value targets and advantages only; policy inputs keep raw rewards.
     Aim for discounted trial returns of order 1-10 (README, "What rlmeta does")."""

@@ -451,6 +451,11 @@ def test_the_settings_line_names_the_recurrent_cell() -> None:
     assert "**mdp-10**: GRU 256, lr" in _settings_line(result)
     result["rl2_settings"]["rl2"]["recurrent_cell"] = "layer_norm_gru"
     assert "**mdp-10**: layer-normalised GRU 256, lr" in _settings_line(result)
+    # The cluster recipe's settings, which no shipped row uses, are named when set.
+    assert "value" not in _settings_line(result) and "decay" not in _settings_line(result)
+    result["rl2_settings"]["rl2"].update(value_network="separate", weight_decay=0.01, lr=2e-4)
+    assert ("layer-normalised GRU 256, a separate value GRU, lr 0.0002, weight decay 0.01, "
+            in _settings_line(result))
 
 
 def test_a_row_can_start_from_another_rows_policy_and_counts_its_steps(tmp_path: Path) -> None:

@@ -122,4 +122,5 @@ def test_the_cluster_recipe_of_an_rl2_row_trains_across_nodes_into_the_table(
     assert (row["row"], row["rl2_updates"], row["rl2_env_steps"]) == ("mdp-10", 2, 1600)
     trained = row["rl2_settings"]["rl2"]
     assert (trained["recurrent_cell"], trained["value_network"], trained["gae_lambda"],
-            trained["epochs"]) == ("layer_norm_gru", "separate", 0.3, 8)
+            trained["epochs"], trained["weight_decay"]) == ("layer_norm_gru", "separate", 0.3, 8,
+                                                            0.01)

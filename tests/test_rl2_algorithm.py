@@ -106,6 +106,29 @@ def test_update_changes_the_weights_and_reports_finite_metrics():
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize("cell", ["gru", "layer_norm_gru"])
+def test_weight_decay_shrinks_the_weight_matrices_only(cell):
+    # AdamW's decoupled decay: one optimizer step moves each matrix by Adam's step plus
+    # -lr * weight_decay * (its value before), and leaves biases and layer-norm gains to Adam.
+    lr, weight_decay = 0.01, 0.5
+    config = small_config(epochs=1, minibatches=1, lr=lr, recurrent_cell=cell)
+    plain, envs = build(config)
+    decayed, _ = build(small_config(epochs=1, minibatches=1, lr=lr, recurrent_cell=cell,
+                                    weight_decay=weight_decay))
+    start = plain.get_weights()
+    assert all(torch.equal(start[k], v) for k, v in decayed.get_weights().items())
+    results = meta_batch(plain, envs)
+    plain.update(results)
+    decayed.update(results)
+    after_plain, after_decayed = plain.get_weights(), decayed.get_weights()
+    matrices = [k for k in start if start[k].ndim > 1]
+    assert matrices and len(matrices) < len(start)
+    for key in start:
+        shrink = lr * weight_decay * start[key] if start[key].ndim > 1 else 0.0
+        torch.testing.assert_close(after_decayed[key], after_plain[key] - shrink,
+                                   rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "linear"])
 def test_learning_rate_follows_the_schedule_over_the_runs_iterations(schedule):
     config = small_config(lr=1e-3, lr_schedule=schedule, epochs=1, minibatches=1)
@@ -201,7 +224,8 @@ def test_weights_are_cpu_copies_and_mismatched_weights_are_rejected():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("trials_per_task", 0), ("gamma", 1.5), ("clip", 0.0), ("lr_schedule", "cosine"),
-     ("trial_progress_input", "yes"), ("eval_actions", "greedy"), ("recurrent_cell", "lstm")],
+     ("trial_progress_input", "yes"), ("eval_actions", "greedy"), ("recurrent_cell", "lstm"),
+     ("weight_decay", -0.01)],
 )
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"rl2.{field}"):

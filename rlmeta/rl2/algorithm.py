@@ -45,7 +45,7 @@ def _check_settings(settings: RL2Config) -> None:
         value = getattr(settings, name)
         if not value > 0.0:
             raise ValueError(f"rl2.{name} must be > 0, got {value!r}")
-    for name in ("value_coef", "entropy_coef"):
+    for name in ("value_coef", "entropy_coef", "weight_decay"):
         value = getattr(settings, name)
         if not value >= 0.0:
             raise ValueError(f"rl2.{name} must be >= 0, got {value!r}")
@@ -59,6 +59,21 @@ def _check_settings(settings: RL2Config) -> None:
             raise ValueError(
                 f"rl2.{name} must be one of {', '.join(choices)}, got {value!r}"
             )
+
+
+def make_optimizer(
+    policy: torch.nn.Module, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Adam; with `weight_decay` > 0, AdamW's decoupled decay on the weight matrices only (the
+    1-D parameters, biases and layer-norm gains, are not shrunk towards 0)."""
+    if weight_decay == 0.0:
+        return torch.optim.Adam(policy.parameters(), lr=lr, eps=1e-5)
+    parameters = list(policy.parameters())
+    groups = [
+        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, eps=1e-5)
 
 
 def scheduled_lr(settings: RL2Config, update: int, total_updates: int) -> float:
@@ -115,7 +130,7 @@ class RL2Algorithm:
             ),
             cell=self.settings.recurrent_cell,
         ).to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.settings.lr, eps=1e-5)
+        self.optimizer = make_optimizer(self.policy, self.settings.lr, self.settings.weight_decay)
         # Minibatch order; saved in state_dict so a resumed run shuffles as the original would.
         self.shuffle_generator = torch.Generator().manual_seed(config.seed)
         self.updates = 0
