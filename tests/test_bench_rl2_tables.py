@@ -24,12 +24,14 @@ from benchmarks.rl2_tables import (
     parse_args,
     refresh_baselines,
     rl2_config,
+    row_of,
     write_tables,
 )
 from benchmarks.rl2_tables_markdown import adaptation_ranges
 from rlmeta.algorithm import TaskSpec
 from rlmeta.checkpoint import checkpoint_path
 from rlmeta.config import PolicyConfig, RL2Config
+from rlmeta.config_io import load_config
 from rlmeta.rl2 import RL2Algorithm, collate_trials
 from rlmeta.tasks import make_task_env
 from rlmeta.train import train
@@ -331,6 +333,23 @@ def test_an_rlmeta_train_run_is_measured_as_a_row(tmp_path: Path) -> None:
     train(replace(config, algorithm="maml", iterations=1), maml_run)
     with pytest.raises(ValueError, match="trains 'maml'; expected an RL² run"):
         main(["--evaluate", str(maml_run), "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize(("overrides", "row"), [
+    ([], "mdp-10"),
+    (["env=rlmeta/Bandit-v0", "env_kwargs.arms=5", "rl2.episodes_per_trial=100"], "bandit-100-5"),
+    (["env=rlmeta/Bandit-v0", "env_kwargs.arms=50", "rl2.episodes_per_trial=100"],
+     "bandit-100-50"),
+])
+def test_the_cluster_recipe_is_a_row_at_240k_steps_per_update(overrides, row) -> None:
+    # As its header says: the mdp-10 row, or with three overrides an n=100 bandit row, at the
+    # published reproduction's batch.
+    config = load_config(ROOT / "experiments" / "rl2_tabular_mdp_n10_cluster.yaml", overrides)
+    assert row_of(config, "the recipe").name == row
+    horizon = make_task_env(config.env, **config.env_kwargs).unwrapped.horizon
+    settings = config.rl2
+    steps = settings.meta_batch_size * settings.trials_per_task * settings.episodes_per_trial
+    assert steps * horizon == 240_000
 
 
 def test_compare_pairs_two_saved_policies_on_validation_not_held_out_tasks(

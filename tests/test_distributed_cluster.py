@@ -97,10 +97,8 @@ def test_the_cluster_recipe_of_an_rl2_row_trains_across_nodes_into_the_table(
     # head's, end to end: `rlmeta train --address auto`, then the run measured as a table row.
     recipe = load_config(ROOT / "experiments" / "rl2_tabular_mdp_n10_cluster.yaml")
     settings = recipe.rl2
-    # The published reproduction's scale: 240,000 env steps per update, 12,000 updates, one
-    # worker call per worker per update.
-    steps_per_trial = settings.episodes_per_trial * 10
-    assert settings.meta_batch_size * settings.trials_per_task * steps_per_trial == 240_000
+    # The published reproduction's 12,000 updates (of 240,000 env steps: test_bench_rl2_tables),
+    # each one worker call per worker.
     assert recipe.iterations == 12_000
     assert settings.meta_batch_size == recipe.workers * (
         recipe.envs_per_worker // settings.trials_per_task)
