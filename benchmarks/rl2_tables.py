@@ -329,6 +329,8 @@ def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training,
     curve = [logged[updates] for updates in sorted(logged)]
     run = Training(algorithm, config, state["env_steps"], state["iteration"], state["time_s"],
                    curve, state["rng_state"], state.get(warm_start.RECORD_KEY))
+    if not (run_dir / CONFIG_FILE).is_file():  # a checkpoint copied out of its run directory
+        return row, run, f"rlmeta train (the config stored in {path})"
     return row, run, f"rlmeta train {run_dir / CONFIG_FILE} --run-dir {run_dir}"
 
 

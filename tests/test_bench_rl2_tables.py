@@ -315,6 +315,12 @@ def test_an_rlmeta_train_run_is_measured_as_a_row(tmp_path: Path) -> None:
     # The directory is read at its newest checkpoint; an earlier one at its own update.
     assert by_file["measured"] == by_dir["measured"]
     assert early["rl2_updates"] == 10 and [p["updates"] for p in early["rl2_curve"]] == [10]
+    # A checkpoint copied out of its run has no curve beside it and says where its config is.
+    copied = tmp_path / "copied.pt"
+    copied.write_bytes(checkpoint_path(run_dir, 20).read_bytes())
+    _, alone, command = load_policy(copied)
+    assert (alone.updates, alone.curve, command) == (20, [], f"rlmeta train (the config stored "
+                                                             f"in {copied})")
     newest, earlier = (load_policy(path)[1].algorithm.get_weights()
                        for path in (run_dir, checkpoint_path(run_dir, 10)))
     assert any(not torch.equal(newest[name], earlier[name]) for name in newest)
