@@ -266,6 +266,13 @@ def fresh_algorithm(config: ExperimentConfig) -> RL2Algorithm:
     return RL2Algorithm(config, env.observation_space, env.action_space)
 
 
+def restored_algorithm(config: ExperimentConfig, state: dict[str, Any]) -> RL2Algorithm:
+    """The RL2Algorithm a checkpoint's runtime state holds (weights, optimizer, update count)."""
+    algorithm = fresh_algorithm(config)
+    algorithm.load_state_dict(state["runtime"]["algorithm"])
+    return algorithm
+
+
 def load_policy(path: Path) -> tuple[Row, Training, str]:
     """A trained policy of a row: one `save_policy` wrote, or an `rlmeta train` run of RL² on the
     row's tasks (its directory, read at its newest checkpoint, or one of its checkpoints), such as
@@ -282,10 +289,8 @@ def load_policy(path: Path) -> tuple[Row, Training, str]:
         )
     row = next(r for r in ROWS if r.name == saved["row"])
     config = config_from_dict(state["config"])
-    algorithm = fresh_algorithm(config)
-    algorithm.load_state_dict(state["runtime"]["algorithm"])
-    run = Training(algorithm, config, state["env_steps"], state["iteration"], saved["seconds"],
-                   saved["curve"], state["rng_state"],
+    run = Training(restored_algorithm(config, state), config, state["env_steps"],
+                   state["iteration"], saved["seconds"], saved["curve"], state["rng_state"],
                    state.get(warm_start.RECORD_KEY, saved.get("init_from")))
     return row, run, saved["command"]
 
@@ -313,8 +318,6 @@ def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training,
         )
     config = config_from_dict(state["config"])
     row = row_of(config, f"checkpoint {str(path)!r}")
-    algorithm = fresh_algorithm(config)
-    algorithm.load_state_dict(state["runtime"]["algorithm"])
     run_dir = Path(path) if Path(path).is_dir() else Path(path).resolve().parent.parent
     logged = {}  # by update: a resumed run logs again the updates after its last checkpoint
     metrics_log = run_dir / METRICS_FILE
@@ -327,8 +330,9 @@ def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training,
                                    "seconds": round(point["time_s"], 1),
                                    **{key: point[key] for key in CURVE_METRICS if key in point}}
     curve = [logged[updates] for updates in sorted(logged)]
-    run = Training(algorithm, config, state["env_steps"], state["iteration"], state["time_s"],
-                   curve, state["rng_state"], state.get(warm_start.RECORD_KEY))
+    run = Training(restored_algorithm(config, state), config, state["env_steps"],
+                   state["iteration"], state["time_s"], curve, state["rng_state"],
+                   state.get(warm_start.RECORD_KEY))
     if not (run_dir / CONFIG_FILE).is_file():  # a checkpoint copied out of its run directory
         return row, run, f"rlmeta train (the config stored in {path})"
     return row, run, f"rlmeta train {run_dir / CONFIG_FILE} --run-dir {run_dir}"
