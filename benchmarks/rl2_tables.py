@@ -89,6 +89,7 @@ PAPER_MDP = {10: {"psrl": 138.1, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7
 TABLE_DIR = Path(__file__).parent / "results"
 # What a row's training curve records at each logged update, besides its counts and time.
 CURVE_METRICS = ("return/trial", "entropy", "approx_kl", "explained_variance")
+LOG_EVERY = 10  # updates between a row's curve points, unless --log-every says otherwise
 TABLE_POLICIES = Path("runs") / "rl2_tables"
 
 
@@ -191,7 +192,7 @@ def train_rl2(
     config: ExperimentConfig,
     budget: int,
     max_seconds: float,
-    log_every: int = 10,
+    log_every: int = LOG_EVERY,
     init: warm_start.InitialWeights | None = None,
 ) -> Training:
     """Train until `budget` env steps or `max_seconds`, whichever comes first, from `init`'s
@@ -310,7 +311,8 @@ def row_of(config: ExperimentConfig, source: str) -> Row:
 
 def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training, str]:
     """An `rlmeta train` checkpoint as a row's policy: its training curve read from the run's
-    metrics log (every tenth update, as `train_rl2` logs), up to the checkpoint's iteration."""
+    metrics log (every `LOG_EVERY` updates, as `train_rl2` logs), up to the checkpoint's
+    iteration."""
     if "config" not in state or not state["config"]:
         raise checkpoint.CheckpointError(
             f"checkpoint {str(path)!r} was written neither by benchmarks.rl2_tables nor by "
@@ -325,7 +327,7 @@ def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training,
         for line in metrics_log.read_text().splitlines():
             point = json.loads(line)
             updates = point["iteration"] + 1
-            if updates % 10 == 0 and updates <= state["iteration"]:
+            if updates % LOG_EVERY == 0 and updates <= state["iteration"]:
                 logged[updates] = {"updates": updates, "env_steps": point["env_steps"],
                                    "seconds": round(point["time_s"], 1),
                                    **{key: point[key] for key in CURVE_METRICS if key in point}}
@@ -611,7 +613,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--minibatches", type=int, default=4)
     parser.add_argument("--entropy-coef", type=float, default=0.01)
-    parser.add_argument("--log-every", type=int, default=10, help="updates between log lines")
+    parser.add_argument("--log-every", type=int, default=LOG_EVERY,
+                        help="updates between log lines")
     parser.add_argument("--eval-batch", type=int, default=100, help="tasks per evaluation batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=TABLE_DIR,

@@ -115,7 +115,7 @@ def test_the_cluster_recipe_of_an_rl2_row_trains_across_nodes_into_the_table(
         for node in nodes:
             cluster.remove_node(node)
     rl2_tables(["--evaluate", str(tmp_path / "run"), "--tasks", "4", "--eval-batch", "4",
-            "--out", str(tmp_path / "table")])
+                "--out", str(tmp_path / "table")])
     row = json.loads((tmp_path / "table" / "rl2_tables.json").read_text())["rows"][0]
     assert (row["row"], row["rl2_updates"], row["rl2_env_steps"]) == ("mdp-10", 2, 1600)
     trained = row["rl2_settings"]["rl2"]
