@@ -1,7 +1,8 @@
 """The MAML-RL paper's fast-adaptation curves (Finn et al. 2017, §5.3, Figs. 5-6) as tables.
 
-For each env this trains three policies with `rlmeta.train.train` and evaluates them with
-`rlmeta.evaluation.evaluate` on the same held-out tasks (the evaluation's test stream, same seed):
+For each env this trains three policies with `rlmeta.run.train.train` and evaluates them with
+`rlmeta.run.evaluation.evaluate` on the same held-out tasks (the evaluation's test stream, same
+seed):
 
 - **MAML**: the shipped experiment config (TRPO, 1 inner step at lr 0.1, max KL 0.01);
 - **pretrained**: `maml.inner_steps: 0`, i.e. one policy trained on all tasks with the same TRPO
@@ -40,9 +41,9 @@ import torch
 from rlmeta import checkpoint
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
-from rlmeta.evaluation import EvaluationReport, Summary, evaluate
 from rlmeta.metrics import METRICS_FILE, read_metrics
-from rlmeta.train import train
+from rlmeta.run.evaluation import EvaluationReport, Summary, evaluate
+from rlmeta.run.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 ORACLE_ENV = "rlmeta_envs.wrappers:TaskInObservation"

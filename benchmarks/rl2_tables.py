@@ -69,11 +69,11 @@ from rlmeta import checkpoint, warm_start
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
-from rlmeta.evaluation import starting_weights
 from rlmeta.metrics import METRICS_FILE
 from rlmeta.rl2 import ACTION_MODES, RL2Algorithm
+from rlmeta.run.evaluation import starting_weights
+from rlmeta.run.train import CONFIG_FILE, draw_task_specs
 from rlmeta.tasks import make_task_env, sample_tasks
-from rlmeta.train import CONFIG_FILE, draw_task_specs
 
 # Duan et al. 2016, Table 1 (bandits: (n, k) -> figures) and Table 2 (MDPs: n -> figures).
 PAPER_BANDIT = {

@@ -21,11 +21,11 @@ import numpy as np
 import ray
 import torch
 
-from rlmeta import build
 from rlmeta.config import ExperimentConfig, MAMLConfig
 from rlmeta.distributed.benchmark import sampler_benchmark
 from rlmeta.distributed.ray_runtime import RayRuntime, start_local_ray
-from rlmeta.train import draw_task_specs
+from rlmeta.run import build
+from rlmeta.run.train import draw_task_specs
 
 ENV_ID = "rlmeta/HalfCheetahVel-v0"
 # A run whose plain-process rate before and after the Ray run differ by more than this saw the

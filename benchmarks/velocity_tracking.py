@@ -37,10 +37,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlmeta import build, checkpoint
+from rlmeta import checkpoint
 from rlmeta.config_io import config_from_dict
 from rlmeta.distributed.worker import evaluate_task
-from rlmeta.evaluation import (
+from rlmeta.run import build
+from rlmeta.run.evaluation import (
     default_adapt_steps,
     evaluation_config,
     evaluation_specs,

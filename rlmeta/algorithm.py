@@ -76,7 +76,7 @@ class BatchedAlgorithm(Algorithm, Protocol):
 
     `run_tasks` is optional: workers look for it with `getattr`, and call `run_task` per spec
     when it is missing or a call holds one spec. How many specs one call takes is fixed by the
-    config alone, `rlmeta.build.tasks_per_call(config)`, because the driver that cuts a
+    config alone, `rlmeta.run.build.tasks_per_call(config)`, because the driver that cuts a
     meta-batch into calls never builds an algorithm. The runtime cuts the meta-batch into
     consecutive chunks of that size in submission order, so a chunk's composition (and so what
     it samples) never depends on the number of workers.

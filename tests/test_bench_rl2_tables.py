@@ -33,8 +33,8 @@ from rlmeta.checkpoint import checkpoint_path
 from rlmeta.config import PolicyConfig, RL2Config
 from rlmeta.config_io import load_config
 from rlmeta.rl2 import RL2Algorithm, collate_trials
+from rlmeta.run.train import train
 from rlmeta.tasks import make_task_env
-from rlmeta.train import train
 from rlmeta.warm_start import weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,7 +239,7 @@ def test_a_saved_policy_re_measures_exactly_without_retraining(tmp_path: Path) -
     # Tensors and plain data only, in the layout `rlmeta evaluate` reads.
     state = torch.load(saved, weights_only=True)
     assert state["runtime"]["weights_version"] == 2
-    from rlmeta.evaluation import evaluate
+    from rlmeta.run.evaluation import evaluate
 
     report = evaluate(saved, n_tasks=2, out_dir=tmp_path / "eval", workers=0)
     assert (report.out_dir / "adaptation.csv").is_file()

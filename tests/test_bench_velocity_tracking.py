@@ -18,7 +18,7 @@ from benchmarks.velocity_tracking import (
     tracking,
 )
 from rlmeta.config_io import load_config
-from rlmeta.train import train
+from rlmeta.run.train import train
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

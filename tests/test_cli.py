@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rlmeta import checkpoint
-from rlmeta.cli import main
+from rlmeta.run.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """\
@@ -36,7 +36,7 @@ def rlmeta(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("RLMETA_TRACEBACK", None)
     return subprocess.run(
-        [sys.executable, "-m", "rlmeta.cli", *args],
+        [sys.executable, "-m", "rlmeta.run.cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )
 
@@ -124,6 +124,7 @@ def test_help_is_complete(capsys, command: str) -> None:
     }[command]
     for text in expected:
         assert text in out, text
+    assert "%%" not in out  # argparse prints descriptions as written: one % is a percent sign
 
 
 def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:

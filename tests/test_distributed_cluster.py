@@ -19,7 +19,7 @@ from benchmarks.rl2_tables import main as rl2_tables
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import load_config
 from rlmeta.distributed import make_runtime
-from rlmeta.train import train as train_run
+from rlmeta.run.train import train as train_run
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]

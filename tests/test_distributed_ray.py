@@ -16,14 +16,14 @@ import torch
 from ray import cloudpickle
 from test_distributed_fakes import make_broken_env, make_fake_algorithm, make_fake_env, specs
 
-from rlmeta import build
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, MAMLConfig, PolicyConfig, RL2Config
 from rlmeta.distributed import RolloutError, make_runtime, ray_runtime
 from rlmeta.distributed.benchmark import sampler_benchmark
 from rlmeta.distributed.local import LocalRuntime
 from rlmeta.distributed.ray_runtime import RayRuntime, start_local_ray
-from rlmeta.train import draw_task_specs
+from rlmeta.run import build
+from rlmeta.run.train import draw_task_specs
 
 pytestmark = pytest.mark.ray
 
@@ -103,7 +103,7 @@ def test_learner_reserves_learner_cpus_and_computes_with_as_many_threads(ray_ins
 def one_iteration(cfg: ExperimentConfig, batch: list, workers: int) -> tuple[list, dict]:
     """Sample `batch` and learn once with the real algorithm on `workers` (0: no Ray)."""
     cfg.workers = workers
-    runtime = make_runtime(cfg, build.algorithm_factory(cfg), build.env_factory(cfg))
+    runtime = build.make_runtime(cfg)
     try:
         assert runtime.tasks_per_call == build.tasks_per_call(cfg)
         results = runtime.collect(runtime.submit(batch))

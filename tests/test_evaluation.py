@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from test_train import TargetEnv, make_config
 
-from rlmeta import build, checkpoint, evaluation
-from rlmeta.evaluation import (
+from rlmeta import checkpoint
+from rlmeta.run import build, evaluation
+from rlmeta.run.evaluation import (
     CSV_FILE,
     PLOT_FILE,
     STARTING_POLICY,
@@ -24,7 +25,7 @@ from rlmeta.evaluation import (
     summarize,
     t_critical_95,
 )
-from rlmeta.train import draw_task_specs, train
+from rlmeta.run.train import draw_task_specs, train
 
 # The fake algorithm of test_train: ALGORITHM_CLASSES["maml"] is pointed at it for every test.
 from test_train import fake_algorithm  # noqa: F401  isort: skip

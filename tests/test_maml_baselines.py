@@ -15,12 +15,12 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from rlmeta_envs.wrappers import TaskInObservation, task_features
 
-from rlmeta import build
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import config_from_dict, config_to_dict
 from rlmeta.maml import MAMLAlgorithm
 from rlmeta.maml.local import sample_meta_batch
+from rlmeta.run import build
 from rlmeta.tasks import get_task, make_task_env, sample_tasks, set_task
 
 ORACLE = "rlmeta_envs.wrappers:TaskInObservation"

@@ -17,12 +17,12 @@ from test_distributed_fakes import (
 )
 from test_rl2_algorithm import build, small_config
 
-from rlmeta import build as builders
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig
 from rlmeta.distributed import RolloutError
 from rlmeta.distributed.local import LocalRuntime
 from rlmeta.distributed.runtime import chunk_specs
+from rlmeta.run import build as builders
 from rlmeta.tasks import sample_tasks
 
 TRIALS = 2

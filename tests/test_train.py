@@ -1,7 +1,8 @@
 """The training driver with a fake algorithm and a fake task env on the local runtime.
 
 The fakes live here and are reached the way a user's own code is: the env as `module:Class`,
-the algorithm by pointing `rlmeta.build.ALGORITHM_CLASSES["maml"]` at `test_train:FakeAlgorithm`.
+the algorithm by pointing `rlmeta.run.build.ALGORITHM_CLASSES["maml"]` at
+`test_train:FakeAlgorithm`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlmeta import build, checkpoint
+from rlmeta import checkpoint
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config_io import config_from_dict
 from rlmeta.distributed.local import LocalRuntime
 from rlmeta.rollout import sample_rollout
-from rlmeta.train import CONFIG_FILE, draw_task_specs, train
+from rlmeta.run import build
+from rlmeta.run.train import CONFIG_FILE, draw_task_specs, train
 from rlmeta.warm_start import weights_digest
 
 HORIZON = 3

@@ -28,12 +28,12 @@ class LocalRuntime:
         config: ExperimentConfig,
         algorithm_factory: Callable[[str], Algorithm],
         env_factory: Callable[[], gym.Env],
-        tasks_per_call: int | None = None,
+        tasks_per_call: int = 1,
     ) -> None:
         rt.check_runtime_config(config)
         self.config = config
         # Specs per sampling call, as a Ray worker would take them (default: from the config).
-        self.tasks_per_call = rt.resolve_tasks_per_call(config, tasks_per_call)
+        self.tasks_per_call = rt.check_tasks_per_call(tasks_per_call)
         # This process samples and learns, so it computes with the learner's threads, as the Ray
         # learner does. torch's default (one per core) made two runs side by side on 2 cores
         # take 5.4 s per RL² Navigation2D update instead of 1.0 s: four threads on two cores.

@@ -158,14 +158,14 @@ class RayRuntime:
         config: ExperimentConfig,
         algorithm_factory: Callable[[str], Algorithm],
         env_factory: Callable[[], gym.Env],
-        tasks_per_call: int | None = None,
+        tasks_per_call: int = 1,
     ) -> None:
         rt.check_runtime_config(config)
         if config.workers < 1:
             raise ValueError(f"RayRuntime needs workers >= 1, got {config.workers}")
         self.config = config
-        # Specs per worker call (default: from the config, `rlmeta.build.tasks_per_call`).
-        self.tasks_per_call = rt.resolve_tasks_per_call(config, tasks_per_call)
+        # Specs per worker call (default: from the config, `rlmeta.run.build.tasks_per_call`).
+        self.tasks_per_call = rt.check_tasks_per_call(tasks_per_call)
         self._started_ray = init_ray(config)
         self.device, gpus = learner_placement(config.device, ray.cluster_resources())
         self._timings = rt.Timings()

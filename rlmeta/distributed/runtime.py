@@ -1,26 +1,22 @@
-"""The interface the training loop drives, and the factory that picks local or Ray execution.
+"""The interface the training loop drives, and the rules both runtimes share.
 
-`LocalRuntime` (config.workers == 0) samples and learns in one process with one algorithm
-object; `RayRuntime` spreads tasks over rollout worker actors and learns in a learner actor.
-Both apply the same rules, defined here once: a meta-batch cut into calls of up to
-`tasks_per_call` specs in submission order (so what a call samples never depends on the number
-of workers), results ordered by task index, results older than the staleness bound resampled a
-whole call at a time, env errors raised or dropped as configured (an env error in a call of
-several specs fails, and drops, all of them).
+`LocalRuntime` (config.workers == 0) samples and learns in one process with one algorithm object;
+`RayRuntime` spreads tasks over rollout worker actors and learns in a learner actor
+(`rlmeta.distributed.make_runtime` picks one). Both apply the same rules, defined here once: a
+meta-batch cut into calls of up to `tasks_per_call` specs in submission order (so what a call
+samples never depends on the number of workers), results ordered by task index, results older than
+the staleness bound resampled a whole call at a time, env errors raised or dropped as configured
+(an env error in a call of several specs fails, and drops, all of them).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import gymnasium as gym
-
-from rlmeta import build
-from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
+from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig
 from rlmeta.distributed.errors import RolloutError, TaskFailure
 
@@ -127,13 +123,11 @@ def check_specs(specs: list[TaskSpec]) -> None:
         raise ValueError(f"task spec indices must be unique, got {indices}")
 
 
-def resolve_tasks_per_call(config: ExperimentConfig, given: int | None) -> int:
-    """`given`, or the config's own `rlmeta.build.tasks_per_call` when None."""
-    if given is None:
-        return build.tasks_per_call(config)
-    if not isinstance(given, int) or given < 1:
-        raise ValueError(f"tasks_per_call must be an int >= 1, got {given!r}")
-    return given
+def check_tasks_per_call(tasks_per_call: int) -> int:
+    """How many specs one worker call samples (the driver takes it from the algorithm)."""
+    if type(tasks_per_call) is not int or tasks_per_call < 1:
+        raise ValueError(f"tasks_per_call must be an int >= 1, got {tasks_per_call!r}")
+    return tasks_per_call
 
 
 def chunk_specs(specs: list[TaskSpec], size: int) -> list[list[TaskSpec]]:
@@ -189,24 +183,3 @@ def learn_metrics(
         "weights_version": float(version_at_update + 1),
         "staleness": float(staleness),
     }
-
-
-def make_runtime(
-    config: ExperimentConfig,
-    algorithm_factory: Callable[[str], Algorithm],
-    env_factory: Callable[[], gym.Env],
-) -> Runtime:
-    """`LocalRuntime` when config.workers == 0, otherwise `RayRuntime`.
-
-    `algorithm_factory(device)` builds the algorithm; `env_factory()` builds one task env. Both
-    must be picklable (functools.partial of module-level functions) so Ray can ship them. Each
-    worker call samples `rlmeta.build.tasks_per_call(config)` specs.
-    """
-    check_runtime_config(config)
-    if config.workers == 0:
-        from rlmeta.distributed.local import LocalRuntime
-
-        return LocalRuntime(config, algorithm_factory, env_factory)
-    from rlmeta.distributed.ray_runtime import RayRuntime
-
-    return RayRuntime(config, algorithm_factory, env_factory)

@@ -115,7 +115,7 @@ class RL2Algorithm:
         self.config = config
         self.settings = config.rl2
         self.device = torch.device(resolve_device(device))
-        # Initial weights come from the global torch RNG, which `rlmeta.build.build_algorithm`
+        # Initial weights come from the global torch RNG, which `rlmeta.run.build.build_algorithm`
         # seeds (forked) so every process building from the same config gets the same weights.
         self.policy = RecurrentPolicy(
             observation_space,

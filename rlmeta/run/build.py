@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import torch
@@ -16,6 +17,9 @@ import torch
 from rlmeta import tasks
 from rlmeta.algorithm import Algorithm
 from rlmeta.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from rlmeta.distributed import Runtime
 
 # config.algorithm -> "module:Class"; a module-level table so tests can point a name at a fake.
 ALGORITHM_CLASSES: dict[str, str] = {
@@ -80,6 +84,19 @@ def tasks_per_call(config: ExperimentConfig) -> int:
     if not isinstance(trials, int) or trials < 1:
         raise ValueError(f"rl2.trials_per_task must be an int >= 1, got {trials!r}")
     return max(1, config.envs_per_worker // trials)
+
+
+def make_runtime(
+    config: ExperimentConfig,
+    observation_space: gym.Space | None = None,
+    action_space: gym.Space | None = None,
+) -> Runtime:
+    """The config's runtime (local or Ray) with its algorithm, envs and worker call size."""
+    # Imported here: the distributed package pulls in Ray, which only a run needs.
+    from rlmeta.distributed import make_runtime as runtime_for
+
+    factory = algorithm_factory(config, observation_space, action_space)
+    return runtime_for(config, factory, env_factory(config), tasks_per_call(config))
 
 
 def env_factory(config: ExperimentConfig) -> Callable[[], gym.Env]:

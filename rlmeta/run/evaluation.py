@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from rlmeta import build, checkpoint, warm_start
+from rlmeta import checkpoint, warm_start
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import config_from_dict
-from rlmeta.train import draw_task_specs, meta_batch_size
+from rlmeta.run import build
+from rlmeta.run.train import draw_task_specs, meta_batch_size
 
 SPLITS = ("train", "test")
 HELD_OUT_STREAM = 1
@@ -245,10 +246,7 @@ def _evaluate_policies(
     spaces: tuple[Any, Any],
     starting: dict[str, Any] | None,
 ) -> dict[str, tuple[list[dict[str, float]], int]]:
-    from rlmeta.distributed import make_runtime  # Ray only when evaluation runs
-
-    factory = build.algorithm_factory(config, *spaces)
-    runtime = make_runtime(config, factory, build.env_factory(config))
+    runtime = build.make_runtime(config, *spaces)
     try:
         runtime.load_state_dict(runtime_state)
         # The baseline: the run's own untrained initial weights, adapted the same way.

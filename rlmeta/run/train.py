@@ -17,11 +17,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmeta import build, checkpoint, tasks, warm_start
+from rlmeta import checkpoint, tasks, warm_start
 from rlmeta.algorithm import TaskResult, TaskSpec
 from rlmeta.config import ExperimentConfig
 from rlmeta.config_io import config_from_dict, config_to_dict, save_config
 from rlmeta.metrics import MetricsLogger, Progress
+from rlmeta.run import build
 
 CONFIG_FILE = "config.yaml"
 SEED_BOUND = 2**31 - 1
@@ -88,7 +89,7 @@ def train(
         initial = None if resume or config.init_from is None else (
             warm_start.read_initial_weights(config.init_from, config.algorithm))
         state = _restore(config, run_dir) if resume else _start(config, run_dir)
-        runtime = _make_runtime(config, env)
+        runtime = build.make_runtime(config, env.observation_space, env.action_space)
         if resume:
             runtime.load_state_dict(state["runtime"])
             torch.set_rng_state(state["torch_rng_state"])
@@ -141,14 +142,6 @@ def _restore(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
             f"{', '.join(changed)}); resume continues a run unchanged"
         )
     return state
-
-
-def _make_runtime(config: ExperimentConfig, env: gym.Env) -> Any:
-    # Imported here: the distributed package pulls in Ray, which only a run needs.
-    from rlmeta.distributed import make_runtime
-
-    factory = build.algorithm_factory(config, env.observation_space, env.action_space)
-    return make_runtime(config, factory, build.env_factory(config))
 
 
 class _Driver:

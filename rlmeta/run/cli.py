@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="fast-adaptation evaluation on held-out tasks",
         description="Evaluate a checkpoint on held-out tasks: return after 0..K inner steps "
-        "(MAML) or per episode of a trial (RL²), mean and 95%% CI over tasks, next to the run's "
+        "(MAML) or per episode of a trial (RL²), mean and 95% CI over tasks, next to the run's "
         "random initialisation adapted the same way (and, for a run started with --init-from, "
         "the policy it started from). Writes adaptation.csv and adaptation.png.",
     )
@@ -194,7 +194,7 @@ def _say(message: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlmeta.config_io import load_config
-    from rlmeta.train import progress_keys, train
+    from rlmeta.run.train import progress_keys, train
 
     overrides = list(args.overrides)
     if args.address is not None:
@@ -214,7 +214,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from rlmeta import checkpoint
     from rlmeta.config_io import config_from_dict
-    from rlmeta.train import progress_keys, train
+    from rlmeta.run.train import progress_keys, train
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -239,7 +239,7 @@ def _report_training(summary: dict[str, Any], run_dir: Path, keys: tuple[str, ..
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rlmeta.evaluation import evaluate, format_table
+    from rlmeta.run.evaluation import evaluate, format_table
 
     report = evaluate(
         args.target,
