@@ -237,7 +237,8 @@ def sample_rollout(
         # Observations fed to the actor are checked once per rollout (below), and where the
         # actor or an env raised, since a non-finite observation may be why. Not per batch
         # step: with a MuJoCo env's state in the CPU caches any numpy call there costs ~6 µs,
-        # and this check alone slowed HalfCheetahVel sampling by 3.6% (sampler_notes.md).
+        # and this check alone slowed HalfCheetahVel sampling by 3.6%
+        # (benchmarks/results/sampler_notes.md).
         found = record.first_non_finite_observation()
         return None if found is None else _non_finite("observation", found[1], env_id, task,
                                                       found[0])

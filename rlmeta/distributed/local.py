@@ -35,8 +35,9 @@ class LocalRuntime:
         # Specs per sampling call, as a Ray worker would take them (default: from the config).
         self.tasks_per_call = rt.check_tasks_per_call(tasks_per_call)
         # This process samples and learns, so it computes with the learner's threads, as the Ray
-        # learner does. torch's default (one per core) made two runs side by side on 2 cores
-        # take 5.4 s per RL² Navigation2D update instead of 1.0 s: four threads on two cores.
+        # learner does. torch's default of one thread per core oversubscribes cores shared with
+        # another run: two runs side by side on 2 cores took 5.4 s per RL² Navigation2D update
+        # instead of 1.0 s (docs/cluster.md, "Learner threads").
         torch.set_num_threads(config.learner_cpus)
         device, _ = learner_placement(config.device, {"GPU": float(torch.cuda.device_count())})
         self.device = device

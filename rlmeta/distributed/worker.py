@@ -66,7 +66,8 @@ class WeightsClient:
         The driver passes the newest version it knows of (sync mode: exactly the iteration's),
         so a server that has not yet seen it is waited for rather than sampled with stale
         weights, and a client that already holds it does not ask: a round trip to the server
-        process per task costs 10% of a busy worker's throughput on a machine with no idle core.
+        process per task costs ~10% of a busy worker's throughput on a machine with no idle core
+        (benchmarks/results/sampler_notes.md).
         """
         if self.version >= min_version:
             return self.version
