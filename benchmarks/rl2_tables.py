@@ -55,7 +55,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.baselines_bandit_mdp import (
+from benchmarks.rl2_tables_markdown import PAIRED_REFERENCES, cell, markdown, mean_se
+from rlmeta import checkpoint, warm_start
+from rlmeta.algorithm import TaskSpec
+from rlmeta.baselines import (
     BANDIT_AGENTS,
     BAYES_OPTIMAL_MAX_PULLS,
     MDP_POLICIES,
@@ -64,9 +67,6 @@ from benchmarks.baselines_bandit_mdp import (
     bayes_optimal_trial_value,
     mdp_episode_returns,
 )
-from benchmarks.rl2_tables_markdown import PAIRED_REFERENCES, cell, markdown, mean_se
-from rlmeta import checkpoint, warm_start
-from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
 from rlmeta.metrics import METRICS_FILE

@@ -31,15 +31,23 @@ from rlmeta.run.train import draw_task_specs, train
 from test_train import fake_algorithm  # noqa: F401  isort: skip
 
 
+@pytest.mark.parametrize(
+    "dof, quantile",
+    # Printed tables of the two-sided 95% t quantile; past a few hundred dof, the normal's 1.960.
+    [(1, 12.706), (3, 3.182), (9, 2.262), (10, 2.228), (35, 2.030), (121, 1.980), (200, 1.972),
+     (10**9, 1.960)],
+)
+def test_t_quantile_matches_the_printed_tables(dof: int, quantile: float) -> None:
+    assert t_critical_95(dof) == pytest.approx(quantile, abs=1e-3)
+
+
 def test_t_interval_matches_hand_computed_values() -> None:
-    assert t_critical_95(1) == 12.706
-    assert t_critical_95(9) == 2.262
-    assert t_critical_95(35) == 2.042  # between rows: the smaller dof, the wider interval
-    assert t_critical_95(1000) == 1.96
+    with pytest.raises(ValueError, match="must be >= 1, got 0"):
+        t_critical_95(0)
     mean, half = mean_ci95([1.0, 2.0, 3.0, 4.0])
-    # sd = 1.29099, sem = 0.645497, t(3) = 3.182
+    # sd = 1.29099, sem = 0.645497, t(3) = 3.18245
     assert mean == 2.5
-    assert half == pytest.approx(3.182 * 0.645497, rel=1e-5)
+    assert half == pytest.approx(3.18245 * 0.645497, rel=1e-5)
     mean, half = mean_ci95([5.0])
     assert mean == 5.0 and math.isnan(half)
     with pytest.raises(ValueError, match="at least one value"):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from rlmeta import checkpoint, warm_start
 from rlmeta.algorithm import TaskSpec
@@ -38,22 +39,12 @@ PLOT_FILE = "adaptation.png"
 DEFAULT_MAML_ADAPT_STEPS = 3  # the paper's curves: 0..3 gradient steps
 _KEY = re.compile(r"(?P<metric>return|success)/(?P<axis>step|episode)_(?P<index>\d+)")
 
-# Two-sided 95% Student-t critical values by degrees of freedom; 1.96 beyond the table.
-_T95 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-    10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-    18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
-    26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980,
-}
-
-
 def t_critical_95(dof: int) -> float:
-    """Two-sided 95% t quantile; between table rows the next smaller dof (a wider interval)."""
+    """Two-sided 95% Student-t quantile for `dof` degrees of freedom (12.706 for 1, 1.96 in the
+    limit)."""
     if dof < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
-    if dof > 120:
-        return 1.96
-    return _T95[max(d for d in _T95 if d <= dof)]
+    return float(stats.t.ppf(0.975, dof))
 
 
 def mean_ci95(values: list[float] | np.ndarray) -> tuple[float, float]:

@@ -1,11 +1,11 @@
-"""benchmarks/baselines_bandit_mdp.py: posterior sampling (PSRL) for the tabular-MDP rows plans on
-one model drawn from the same posterior the greedy planner takes the mean of."""
+"""rlmeta.baselines.tabular_mdp: posterior sampling (PSRL) for the tabular-MDP rows plans on one
+model drawn from the same posterior the greedy planner takes the mean of."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.baselines_bandit_mdp import MDPModelAgent
+from rlmeta.baselines import MDPModelAgent
 
 STATES, ACTIONS, HORIZON = 4, 3, 5
 

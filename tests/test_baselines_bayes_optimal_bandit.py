@@ -1,4 +1,4 @@
-"""benchmarks/baselines_bandit_mdp.py: the exact Bayes-optimal bandit policy, the ceiling the RL²
+"""rlmeta.baselines.bayes_optimal: the exact Bayes-optimal bandit policy, the ceiling the RL²
 bandit rows are compared with. Its dynamic programme merges exchangeable arms; these tests check
 it against hand-solved cases, a brute-force programme over ordered arms, and simulation."""
 
@@ -9,7 +9,7 @@ import functools
 import numpy as np
 import pytest
 
-from benchmarks.baselines_bandit_mdp import (
+from rlmeta.baselines import (
     BANDIT_AGENTS,
     BayesOptimalBandit,
     bandit_episode_returns,

@@ -1,4 +1,4 @@
-"""benchmarks/baselines_bandit_mdp.py: the finite-horizon Gittins index policy, the near-optimal
+"""rlmeta.baselines.gittins: the finite-horizon Gittins index policy, the near-optimal
 baseline of the n = 100 bandit rows, where exact Bayes-optimal play is out of reach. Its indices
 are checked against the one-armed problem that defines them, and its play against the exact
 Bayes-optimal value where that is solvable."""
@@ -10,7 +10,7 @@ import functools
 import numpy as np
 import pytest
 
-from benchmarks.baselines_bandit_mdp import (
+from rlmeta.baselines import (
     bayes_optimal_trial_value,
     finite_horizon_gittins_indices,
 )
