@@ -1,4 +1,5 @@
-"""Masked means, advantage normalisation and PPO's clipped surrogate, shared by MAML-RL and RL².
+"""Masked means, advantage normalisation, importance log-ratios and PPO's clipped surrogate,
+shared by MAML-RL and RL².
 
 Tensors are time-major `[T, N]` with `mask` 1 on real steps and 0 on padding; every statistic
 here is taken over the real steps only. Nothing here knows which algorithm calls it.
@@ -34,6 +35,12 @@ def normalize_advantages(advantages: Tensor, mask: Tensor, zero_if_empty: bool =
     mean = masked_mean(advantages, mask, zero_if_empty)
     variance = masked_mean((advantages - mean) ** 2, mask, zero_if_empty)
     return (advantages - mean) / (variance.sqrt() + NORMALIZE_EPS) * mask
+
+
+def masked_log_ratio(log_probs: Tensor, behaviour_log_probs: Tensor, mask: Tensor) -> Tensor:
+    """`log π(a|s) − log π_behaviour(a|s)` on real steps, 0 on padding (whose stored log-prob is
+    meaningless); its exponential is the importance ratio of off-policy corrections."""
+    return torch.where(mask > 0, log_probs - behaviour_log_probs, torch.zeros_like(log_probs))
 
 
 def clipped_surrogate(

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlmeta.losses import clipped_surrogate, masked_mean, normalize_advantages
+from rlmeta.losses import clipped_surrogate, masked_log_ratio, masked_mean, normalize_advantages
 
 
 def t(values):
@@ -47,6 +47,16 @@ def test_normalize_advantages_over_real_steps_with_population_std():
 def test_normalize_advantages_of_constant_advantages_is_zero_not_nan():
     result = normalize_advantages(t([[2.0], [2.0], [0.0]]), t([[1.0], [1.0], [0.0]]))
     assert torch.equal(result, t([[0.0], [0.0], [0.0]]))
+
+
+def test_masked_log_ratio_is_zero_on_padding_whatever_was_stored_there():
+    log_probs = t([[-1.0, -2.0], [-0.5, -3.0]]).requires_grad_(True)
+    behaviour = t([[-1.5, -2.0], [-0.25, math.nan]])
+    mask = t([[1.0, 1.0], [1.0, 0.0]])
+    result = masked_log_ratio(log_probs, behaviour, mask)
+    assert torch.equal(result, t([[0.5, 0.0], [-0.25, 0.0]]))
+    result.sum().backward()
+    assert torch.equal(log_probs.grad, mask)
 
 
 # (ratio, advantage, objective, d objective / d ratio) with clip ε = 0.2.

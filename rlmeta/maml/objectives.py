@@ -7,7 +7,6 @@ sampled with slightly stale weights (async mode) are importance-corrected.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
@@ -19,9 +18,8 @@ ESTIMATORS = ("maml", "dice")
 
 
 def log_ratio(log_probs: Tensor, batch: EpisodeBatch) -> Tensor:
-    """`log π(a|s) − log π_behaviour(a|s)`, 0 on padding (whose stored log-prob is meaningless)."""
-    real = batch.mask > 0
-    return torch.where(real, log_probs - batch.behaviour_log_probs, torch.zeros_like(log_probs))
+    """`log π(a|s) − log π_behaviour(a|s)` on this batch, 0 on padding."""
+    return losses.masked_log_ratio(log_probs, batch.behaviour_log_probs, batch.mask)
 
 
 def action_log_probs(policy, params: Params, batch: EpisodeBatch) -> Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution
 
-from rlmeta.losses import clipped_surrogate, masked_mean
+from rlmeta.losses import clipped_surrogate, masked_log_ratio, masked_mean
 
 
 @dataclass
@@ -43,7 +43,7 @@ def ppo_loss(
 ) -> PPOLoss:
     """PPO-clip loss (Schulman et al. 2017, eqs. 7 and 9) on time-major `[T, N]` steps."""
     log_probs = distribution.log_prob(actions)
-    log_ratio = (log_probs - old_log_probs) * mask
+    log_ratio = masked_log_ratio(log_probs, old_log_probs, mask)
     ratio = log_ratio.exp()
     policy_loss = -clipped_surrogate(ratio, advantages, mask, clip, zero_if_empty=True)
     value_loss = 0.5 * masked_mean((values - returns) ** 2, mask, zero_if_empty=True)
