@@ -19,7 +19,8 @@ NORMALIZE_EPS = 1e-8
 
 
 def masked_mean(values: Tensor, mask: Tensor, zero_if_empty: bool = False) -> Tensor:
-    """`sum(values · mask) / sum(mask)`: the mean of `values` over the real steps."""
+    """`sum(values · mask) / sum(mask)`: the mean of `values` over the real steps (padded values
+    are multiplied by 0, so they must be finite)."""
     count = mask.sum()
     if zero_if_empty:
         count = count.clamp_min(1.0)
