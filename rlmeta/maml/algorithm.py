@@ -18,6 +18,7 @@ from torch import Tensor
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig, MAMLConfig
 from rlmeta.device import resolve_device
+from rlmeta.losses import masked_mean
 from rlmeta.maml.batch import to_batch
 from rlmeta.maml.inner import StepSize, check_finite, inner_step
 from rlmeta.maml.meta import MetaOutput, TaskBatches, meta_objective
@@ -292,7 +293,7 @@ class MAMLAlgorithm:
                 # The episodes sampled with θ itself (the only ones when inner_steps is 0).
                 batch = task.inner[0] if task.inner else task.post
                 entropy = self.policy.distribution(batch.observations).entropy()
-                values.append((entropy * batch.mask).sum() / batch.mask.sum())
+                values.append(masked_mean(entropy, batch.mask))
             return float(torch.stack(values).mean())
 
     def _assign(self, leaves: list[Tensor], values: list[Tensor]) -> None:

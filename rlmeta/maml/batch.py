@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlmeta.losses import normalize_advantages
 from rlmeta.returns import LinearFeatureBaseline, discounted_returns, gae
 from rlmeta.rollout import Rollout
 
@@ -43,10 +44,7 @@ def advantages(
     values = baseline.predict(observations, mask, timesteps)
     result = gae(rewards, values, dones, mask, gamma, gae_lambda)
     if normalize:
-        count = mask.sum()
-        mean = result.sum() / count
-        std = (((result - mean) ** 2 * mask).sum() / count).sqrt()
-        result = (result - mean) / (std + 1e-8) * mask
+        result = normalize_advantages(result, mask)
     return result
 
 

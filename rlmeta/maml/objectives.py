@@ -7,24 +7,19 @@ sampled with slightly stale weights (async mode) are importance-corrected.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
+from rlmeta import losses
 from rlmeta.maml.batch import EpisodeBatch
 from rlmeta.policies import Params
 
 ESTIMATORS = ("maml", "dice")
 
 
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    return (values * mask).sum() / mask.sum()
-
-
 def log_ratio(log_probs: Tensor, batch: EpisodeBatch) -> Tensor:
-    """`log π(a|s) − log π_behaviour(a|s)`, 0 on padding (whose stored log-prob is meaningless)."""
-    real = batch.mask > 0
-    return torch.where(real, log_probs - batch.behaviour_log_probs, torch.zeros_like(log_probs))
+    """`log π(a|s) − log π_behaviour(a|s)` on this batch, 0 on padding."""
+    return losses.masked_log_ratio(log_probs, batch.behaviour_log_probs, batch.mask)
 
 
 def action_log_probs(policy, params: Params, batch: EpisodeBatch) -> Tensor:
@@ -53,9 +48,9 @@ def inner_loss(
     ratio_log = log_ratio(log_probs, batch)
     if estimator == "maml":
         weights = ratio_log.detach().exp() if fixed_weights is None else fixed_weights
-        return -_masked_mean(weights * log_probs * batch.advantages, batch.mask)
+        return -losses.masked_mean(weights * log_probs * batch.advantages, batch.mask)
     if estimator == "dice":
-        return -_masked_mean(ratio_log.exp() * batch.advantages, batch.mask)
+        return -losses.masked_mean(ratio_log.exp() * batch.advantages, batch.mask)
     raise ValueError(
         f"meta-gradient estimator {estimator!r} is not supported; expected maml or dice"
     )
@@ -64,18 +59,17 @@ def inner_loss(
 def surrogate(log_probs: Tensor, batch: EpisodeBatch) -> Tensor:
     """Importance-sampled policy objective (to maximise): `mean(π/π_behaviour · A)`, the TRPO
     surrogate of Schulman et al. 2015, eq. 14, evaluated on the post-adaptation episodes."""
-    return _masked_mean(log_ratio(log_probs, batch).exp() * batch.advantages, batch.mask)
+    return losses.masked_mean(log_ratio(log_probs, batch).exp() * batch.advantages, batch.mask)
 
 
 def clipped_surrogate(log_probs: Tensor, batch: EpisodeBatch, clip: float) -> Tensor:
-    """PPO's clipped objective (to maximise), Schulman et al. 2017, eq. 7:
-    `mean(min(r·A, clip(r, 1−ε, 1+ε)·A))` with `r = π/π_behaviour`."""
+    """PPO's clipped objective (to maximise), Schulman et al. 2017, eq. 7, with
+    `r = π/π_behaviour`: `rlmeta.losses.clipped_surrogate` on this batch."""
     ratio = log_ratio(log_probs, batch).exp()
-    clipped = ratio.clamp(1.0 - clip, 1.0 + clip)
-    return _masked_mean(torch.min(ratio * batch.advantages, clipped * batch.advantages), batch.mask)
+    return losses.clipped_surrogate(ratio, batch.advantages, batch.mask, clip)
 
 
 def mean_kl(old: Distribution, new: Distribution, mask: Tensor) -> Tensor:
     """`mean KL(old ‖ new)` over real steps: the trust-region measure of TRPO (Schulman et al.
     2015, eq. 12, with the average rather than the maximum KL)."""
-    return _masked_mean(kl_divergence(old, new), mask)
+    return losses.masked_mean(kl_divergence(old, new), mask)

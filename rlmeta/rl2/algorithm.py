@@ -19,10 +19,11 @@ import torch
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig, RL2Config
 from rlmeta.device import resolve_device
+from rlmeta.losses import normalize_advantages
 from rlmeta.returns import gae
 from rlmeta.rl2.actor import RecurrentActor
 from rlmeta.rl2.policy import ACTION_MODES, RECURRENT_CELLS, RecurrentPolicy
-from rlmeta.rl2.ppo import normalize_advantages, ppo_loss
+from rlmeta.rl2.ppo import ppo_loss
 from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
 from rlmeta.rollout import Rollout, sample_rollout, set_task_on
 
@@ -285,7 +286,9 @@ class RL2Algorithm:
                     new_values,
                     minibatch.actions,
                     minibatch.old_log_probs,
-                    normalize_advantages(advantages[:, trials], minibatch.mask),
+                    normalize_advantages(
+                        advantages[:, trials], minibatch.mask, zero_if_empty=True
+                    ),
                     returns[:, trials],
                     minibatch.mask,
                     clip=settings.clip,

@@ -14,17 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution
 
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `values` over entries where `mask` is 1."""
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero-mean, unit-variance advantages over real steps (padding stays 0)."""
-    mean = masked_mean(advantages, mask)
-    variance = masked_mean((advantages - mean) ** 2, mask)
-    return (advantages - mean) / (variance.sqrt() + 1e-8) * mask
+from rlmeta.losses import clipped_surrogate, masked_log_ratio, masked_mean
 
 
 @dataclass
@@ -53,17 +43,16 @@ def ppo_loss(
 ) -> PPOLoss:
     """PPO-clip loss (Schulman et al. 2017, eqs. 7 and 9) on time-major `[T, N]` steps."""
     log_probs = distribution.log_prob(actions)
-    log_ratio = (log_probs - old_log_probs) * mask
+    log_ratio = masked_log_ratio(log_probs, old_log_probs, mask)
     ratio = log_ratio.exp()
-    surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
-    policy_loss = -masked_mean(surrogate, mask)
-    value_loss = 0.5 * masked_mean((values - returns) ** 2, mask)
-    entropy = masked_mean(distribution.entropy(), mask)
+    policy_loss = -clipped_surrogate(ratio, advantages, mask, clip, zero_if_empty=True)
+    value_loss = 0.5 * masked_mean((values - returns) ** 2, mask, zero_if_empty=True)
+    entropy = masked_mean(distribution.entropy(), mask, zero_if_empty=True)
     total = policy_loss + value_coef * value_loss - entropy_coef * entropy
     with torch.no_grad():
         # The low-variance estimator of KL(old || new) (Schulman, "Approximating KL divergence").
-        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
-        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask, zero_if_empty=True)
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask, zero_if_empty=True)
     return PPOLoss(
         total=total,
         policy=policy_loss.detach(),
