@@ -69,7 +69,6 @@ class Settings(BaseModel):
         validate_assignment=True,
         allow_inf_nan=False,
         use_attribute_docstrings=True,
-        validate_default=False,
     )
 
     def __init__(self, /, **data: Any) -> None:
@@ -358,8 +357,10 @@ def _annotation_at(model: type[BaseModel], loc: tuple) -> tuple[Any, bool]:
         if _is_model(base):
             if part in base.model_fields:
                 info = base.model_fields[part]
-                annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata \
-                    else info.annotation
+                # pydantic moves a field's own constraints (Field(gt=...)) into its metadata.
+                annotation = info.annotation
+                if info.metadata:
+                    annotation = Annotated[(annotation, *info.metadata)]
                 item_of_list = False
             elif base is ExperimentConfig and part in registered:
                 annotation, item_of_list = registered[part], False
@@ -399,8 +400,10 @@ def _bounds(annotation: Any) -> str:
 
 
 def _number(value: Any) -> str:
-    return str(int(value)) if isinstance(value, float) and math.isfinite(value) \
-        and value.is_integer() else str(value)
+    """0.0 -> "0", as the bound was written."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 _SINGULAR = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -34,7 +34,11 @@ ALGORITHM_CLASSES: dict[str, str] = {
 
 def register_algorithm(name: str, target: str) -> None:
     """Make `algorithm: name` in a config mean the class at `target` ("module:Class"), whose
-    `config_section` key then holds its settings in every config."""
+    `config_section` key then holds its settings in every config.
+
+    Ray workers look the class up by name too: call this where the plugin's settings model is
+    defined, so a worker that unpickles a config (and so imports that module) registers it.
+    """
     module_name, sep, class_name = target.partition(":")
     if not name or not sep or not module_name or not class_name:
         raise ValueError(f"algorithm {name!r}: target must be 'module:Class', got {target!r}")
@@ -69,10 +73,14 @@ def algorithm_of(config: ExperimentConfig) -> type[Algorithm]:
 
 def registered_sections() -> list[config_schema.Section]:
     """Each registered algorithm's config section (key and settings model), in registry order."""
-    return [
-        config_schema.Section(name, cls.config_section, cls.settings_model)
-        for name, cls in ((name, algorithm_class(name)) for name in ALGORITHM_CLASSES)
-    ]
+    sections = []
+    for name in ALGORITHM_CLASSES:
+        cls = algorithm_class(name)
+        if cls.config_section in ExperimentConfig.model_fields:
+            raise ValueError(f"algorithm {name!r}: config_section {cls.config_section!r} is a "
+                             f"setting of every experiment; expected a key of its own")
+        sections.append(config_schema.Section(name, cls.config_section, cls.settings_model))
+    return sections
 
 
 config_schema.set_section_source(registered_sections)
