@@ -191,14 +191,15 @@ class ExperimentConfig(Settings):
         key that is not a field is an unknown key."""
         if not isinstance(data, Mapping):
             return data
-        registered = {section.key: section for section in sections()}
+        known = sections()
+        registered = {section.key: section for section in known}
         data = dict(data)
         errors: list[InitErrorDetails] = []
         for key in data:
             if key not in cls.model_fields and key not in registered:
                 errors.append({"type": "extra_forbidden", "loc": (key,), "input": data[key]})
         if "algorithm" in data and isinstance(data["algorithm"], str):
-            names = [section.algorithm for section in registered.values()]
+            names = [section.algorithm for section in known]
             if data["algorithm"] not in names:
                 errors.append({
                     "type": PydanticCustomError("choice", "must be one of {choices}",
@@ -206,13 +207,11 @@ class ExperimentConfig(Settings):
                     "loc": ("algorithm",), "input": data["algorithm"],
                 })
         for key, section in registered.items():
-            value = data.get(key)
+            value = data.get(key, {})
             if isinstance(value, section.model):
                 continue
             try:
-                data[key] = section.model.__pydantic_validator__.validate_python(
-                    {} if value is None and key not in data else value
-                )
+                data[key] = section.model.__pydantic_validator__.validate_python(value)
             except ValidationError as error:
                 errors.extend(_nested(error, key))
         if errors:
