@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rlmeta.config import PolicyConfig, RL2Config
+from rlmeta.config import PolicyConfig
+from rlmeta.rl2.config import RL2Config
 
 # Wall time depends on the machine and what else it runs; everything else a curve point holds is
 # computed from the seed.
@@ -32,7 +32,7 @@ TIMING_KEYS = frozenset({"seconds"})
 
 # A row records its settings as they were when it was trained; a setting added since (say
 # rl2.recurrent_cell) is absent from it and stood at its default.
-SETTING_DEFAULTS = {"policy": asdict(PolicyConfig()), "rl2": asdict(RL2Config())}
+SETTING_DEFAULTS = {"policy": PolicyConfig().model_dump(), "rl2": RL2Config().model_dump()}
 
 
 def differing_settings(stored: dict[str, Any], rerun: dict[str, Any]) -> list[str]:

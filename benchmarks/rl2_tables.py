@@ -48,7 +48,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,11 @@ from rlmeta.baselines import (
     bayes_optimal_trial_value,
     mdp_episode_returns,
 )
-from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
+from rlmeta.config import ExperimentConfig, PolicyConfig, with_changes
 from rlmeta.config_io import config_from_dict, config_to_dict, load_config
 from rlmeta.metrics import METRICS_FILE
 from rlmeta.rl2 import ACTION_MODES, RL2Algorithm
+from rlmeta.rl2.config import RL2Config
 from rlmeta.run.evaluation import starting_weights
 from rlmeta.run.train import CONFIG_FILE, draw_task_specs
 from rlmeta.tasks import make_task_env, sample_tasks
@@ -213,7 +214,7 @@ def train_rl2(
         settings.meta_batch_size * settings.trials_per_task * settings.episodes_per_trial
         * int(envs[0].unwrapped.horizon)
     )
-    config = replace(config, iterations=max(1, math.ceil(budget / steps_per_update)))
+    config = with_changes(config, iterations=max(1, math.ceil(budget / steps_per_update)))
     torch.manual_seed(config.seed)
     algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
     if init is not None:
@@ -574,8 +575,8 @@ def run_row(
         "rl2_start": start,
         "rl2_updates": run.updates,
         "rl2_train_seconds": run.seconds,
-        "rl2_settings": {"seed": config.seed, "policy": asdict(config.policy),
-                         "rl2": asdict(config.rl2)} if trained else None,
+        "rl2_settings": {"seed": config.seed, "policy": config.policy.model_dump(),
+                         "rl2": config.rl2.model_dump()} if trained else None,
         "rl2_curve": run.curve,
         "eval_tasks": args.tasks,
         # Training plus this run's evaluation, also for a row re-measured from its saved policy.

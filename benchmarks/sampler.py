@@ -21,9 +21,10 @@ import numpy as np
 import ray
 import torch
 
-from rlmeta.config import ExperimentConfig, MAMLConfig
+from rlmeta.config import ExperimentConfig
 from rlmeta.distributed.benchmark import sampler_benchmark
 from rlmeta.distributed.ray_runtime import RayRuntime, start_local_ray
+from rlmeta.maml.config import MAMLConfig
 from rlmeta.run import build
 from rlmeta.run.train import draw_task_specs
 

@@ -1,5 +1,7 @@
 """The contract between an algorithm and whatever runs it (a local loop or Ray actors).
 
+The class answers what the driver asks of an algorithm without building one (its config
+section, meta-batch size, best metric, ...), so the driving code never tests algorithm names.
 An algorithm object is built the same way in every process from the experiment config. Rollout
 workers call `run_task` (sample a task, for MAML adapt and sample again), or the optional
 `run_tasks` for several tasks at once (see `BatchedAlgorithm`); the learner calls `update` on
@@ -10,12 +12,15 @@ tensors, versioned by the caller. Nothing here knows about Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import gymnasium as gym
 import torch
 
 from rlmeta.rollout import Rollout
+
+if TYPE_CHECKING:
+    from rlmeta.config import ExperimentConfig, Settings
 
 Weights = dict[str, torch.Tensor]
 
@@ -43,7 +48,44 @@ class TaskResult:
 
 
 class Algorithm(Protocol):
-    """What the training loop and the distributed runtime need from MAML or RL²."""
+    """What the training loop and the distributed runtime need from MAML or RL².
+
+    Class level (answered from the config alone): the driver, evaluation and CLI ask these.
+    """
+
+    config_section: ClassVar[str]
+    """The config key holding this algorithm's settings, e.g. "maml" (`config.maml`)."""
+    settings_model: ClassVar[type[Settings]]
+    """The pydantic model of that section (every setting's type, range and choices)."""
+    evaluation_axis: ClassVar[str]
+    """The x-axis of adaptation curves, e.g. "inner gradient steps"."""
+
+    @classmethod
+    def meta_batch_size(cls, config: ExperimentConfig) -> int:
+        """Tasks the driver draws per iteration."""
+
+    @classmethod
+    def best_metric(cls, config: ExperimentConfig) -> str:
+        """The logged scalar that picks `best.pt` (higher is better)."""
+
+    @classmethod
+    def progress_keys(cls, config: ExperimentConfig) -> tuple[str, ...]:
+        """Scalars shown on the progress bar and in the end-of-training summary."""
+
+    @classmethod
+    def tasks_per_call(cls, config: ExperimentConfig) -> int:
+        """Task specs one worker call samples together (1 unless `run_tasks` is implemented)."""
+
+    @classmethod
+    def default_adapt_steps(cls, config: ExperimentConfig) -> int:
+        """`adapt_steps` of `rlmeta evaluate` when none is given."""
+
+    @classmethod
+    def with_eval_actions(cls, config: ExperimentConfig, actions: str) -> ExperimentConfig:
+        """The config with evaluation acting by `actions` (sample or mode); a `ValueError` for an
+        algorithm whose evaluation cannot choose."""
+
+    # Instance level: the worker's and the learner's side.
 
     def get_weights(self) -> Weights:
         """Current meta-parameters as CPU tensors (what the parameter server broadcasts)."""
@@ -76,7 +118,7 @@ class BatchedAlgorithm(Algorithm, Protocol):
 
     `run_tasks` is optional: workers look for it with `getattr`, and call `run_task` per spec
     when it is missing or a call holds one spec. How many specs one call takes is fixed by the
-    config alone, `rlmeta.run.build.tasks_per_call(config)`, because the driver that cuts a
+    config alone, `Algorithm.tasks_per_call(config)`, because the driver that cuts a
     meta-batch into calls never builds an algorithm. The runtime cuts the meta-batch into
     consecutive chunks of that size in submission order, so a chunk's composition (and so what
     it samples) never depends on the number of workers.

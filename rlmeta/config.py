@@ -1,176 +1,428 @@
-"""Experiment configuration: dataclasses with one docstring line per field.
+"""Experiment configuration: one pydantic schema, each setting's type, range and choices once.
 
-A YAML file in `experiments/` maps onto `ExperimentConfig`; see `rlmeta.config_io` for loading,
-validation and `--set key=value` overrides. Derived values are properties, computed once here.
+A YAML file in `experiments/` maps onto `ExperimentConfig`; `rlmeta.config_io` reads files and
+`--set key=value` overrides. Validation happens here, whether the values come from YAML, an
+override or Python (`ExperimentConfig(workers=-3)` raises), on construction and on assignment;
+an invalid value is a `ConfigError` whose one-line message names the dotted key and what was
+expected.
+
+The core does not know the algorithms: each algorithm's settings live in its own section
+(`maml:`, `rl2:`) whose model the algorithm package defines. The algorithm registry
+(`rlmeta.run.build`) supplies the sections through `set_section_source`; `import rlmeta` installs
+it, so every config holds every registered algorithm's section (with defaults when absent).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import difflib
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import annotated_types
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 
-@dataclass
-class PolicyConfig:
+class ConfigError(ValueError):
+    """A config key or value that does not fit the schema; the message is one line."""
+
+
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+# A float setting: ints widen to floats, a string such as "1e-3" (PyYAML reads 1e-3 without a
+# dot as a string) is the number it means; bools, NaN and infinities are refused.
+Float = Annotated[float, BeforeValidator(_not_a_bool)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegativeFloat = Annotated[Float, Field(ge=0)]
+Discount = Annotated[Float, Field(gt=0, le=1)]
+UnitFloat = Annotated[Float, Field(ge=0, le=1)]
+
+
+class Settings(BaseModel):
+    """Base of every config model: unknown keys, wrong types and non-finite floats are errors,
+    on construction and on assignment, reported as a one-line `ConfigError`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+    )
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise ConfigError(describe_error(type(self), error)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        before = dict(self.__dict__)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as error:
+            # pydantic has stored the value when a cross-field rule refuses it: undo that.
+            object.__setattr__(self, "__dict__", before)
+            raise ConfigError(describe_error(type(self), error)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as error:
+            raise ConfigError(describe_error(cls, error)) from None
+
+
+class PolicyConfig(Settings):
     """Network shape shared by the algorithms."""
 
-    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
+    hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [100, 100])
     """Hidden layer widths of the MLP (MAML) or of the layers before the GRU (RL²)."""
-    activation: str = "relu"
+    activation: Literal["relu", "tanh"] = "relu"
     """Hidden activation: relu or tanh."""
-    init_log_std: float = 0.0
+    init_log_std: Float = 0.0
     """Initial log standard deviation of Gaussian policies (state-independent)."""
-    distribution: str = "auto"
+    distribution: Literal["auto", "gaussian", "categorical"] = "auto"
     """Action distribution: auto (from the action space), gaussian (Box), categorical (Discrete)."""
 
 
-@dataclass
-class MAMLConfig:
-    """MAML-RL (Finn et al. 2017) with TRPO, PPO (ProMP-style) or Reptile outer loop."""
+@dataclass(frozen=True)
+class Section:
+    """One registered algorithm's settings: the config key of its section and the model."""
 
-    meta_batch_size: int = 20
-    """Tasks per meta-iteration."""
-    episodes_per_task: int = 20
-    """Episodes sampled per task for each inner step and for the post-adaptation estimate."""
-    inner_steps: int = 1
-    """Policy-gradient steps in the inner loop during training (0: multi-task, no adaptation)."""
-    inner_lr: float = 0.1
-    """Inner-loop step size (the initial value when learned)."""
-    learn_inner_lr: bool = False
-    """Learn one inner step size per parameter (Meta-SGD)."""
-    first_order: bool = False
-    """Drop second-order terms of the meta-gradient (FO-MAML)."""
-    estimator: str = "maml"
-    """Meta-gradient estimator: maml (the paper's) or dice (ProMP/DiCE low-variance)."""
-    outer: str = "trpo"
-    """Outer optimiser: trpo, ppo or reptile."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 1.0
-    """GAE lambda for advantages (1.0: Monte-Carlo returns minus baseline, as in the paper)."""
-    max_kl: float = 0.01
-    """TRPO trust region: maximum mean KL between old and new policy."""
-    cg_iters: int = 10
-    """Conjugate-gradient iterations for the TRPO step."""
-    cg_damping: float = 1e-5
-    """Damping added to the Fisher-vector product."""
-    ls_max_steps: int = 15
-    """Backtracking line-search steps."""
-    ls_backtrack_ratio: float = 0.8
-    """Step shrink factor per line-search step."""
-    ppo_clip: float = 0.2
-    """PPO outer-loop clip range."""
-    ppo_epochs: int = 5
-    """PPO outer-loop gradient steps per meta-batch."""
-    outer_lr: float = 1e-3
-    """Learning rate of the PPO and Reptile outer loops (Reptile: the interpolation ε)."""
-    eval_inner_lrs: list[float] = field(default_factory=lambda: [0.1, 0.05])
-    """Step sizes at evaluation: first step, then the last value for every later step."""
-    normalize_advantages: bool = True
-    """Standardise advantages per rollout (mean 0, std 1 over real steps) in both loops."""
+    algorithm: str
+    key: str
+    model: type[Settings]
 
 
-@dataclass
-class RL2Config:
-    """RL² (Duan et al. 2016): a GRU policy trained with PPO over multi-episode trials."""
-
-    meta_batch_size: int = 20
-    """Tasks per iteration."""
-    trials_per_task: int = 4
-    """Trials sampled per task per iteration."""
-    episodes_per_trial: int = 10
-    """Episodes of the same task in one trial (the hidden state carries across them)."""
-    hidden_size: int = 256
-    """GRU hidden state size."""
-    recurrent_cell: str = "gru"
-    """gru: torch's GRU, as in the paper; layer_norm_gru: a GRU whose gate pre-activations are
-    layer-normalised (as the published PPO reproduction of the MDP table used). Its steps run
-    one by one in Python; on the RL² tables' short trials that is about as fast as torch's GRU."""
-    trial_progress_input: bool = False
-    """Also feed the policy the fraction of its trial's episodes already done (not in the paper,
-    whose input is s, a, r, d): how much exploring is worth depends on what is left."""
-    value_network: str = "shared"
-    """shared: the value head reads the policy's GRU; separate: the value function has a GRU of
-    its own over the same inputs (the value loss then leaves the policy's features alone)."""
-    gamma: float = 0.99
-    """Discount factor across the whole trial."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    lr: float = 5e-4
-    """Adam learning rate."""
-    lr_schedule: str = "constant"
-    """constant, or linear: the learning rate falls linearly from `lr` towards 0 over the run's
-    `iterations` updates (as CleanRL's PPO anneals it)."""
-    clip: float = 0.2
-    """PPO clip range."""
-    epochs: int = 5
-    """PPO epochs per iteration."""
-    minibatches: int = 4
-    """Minibatches per epoch; trials are kept whole."""
-    value_coef: float = 0.5
-    """Value-loss coefficient."""
-    entropy_coef: float = 0.01
-    """Entropy-bonus coefficient."""
-    max_grad_norm: float = 0.5
-    """Gradient-norm clip."""
-    weight_decay: float = 0.0
-    """0: Adam. Above 0: AdamW's decoupled weight decay on the weight matrices (the published PPO
-    reproduction of the RL² tables used 0.01)."""
-    reward_scale: float = 1.0
-    """Multiplies rewards in value targets and advantages only; policy inputs keep raw rewards.
-    Aim for discounted trial returns of order 1-10 (README, "What rlmeta does")."""
-    eval_actions: str = "sample"
-    """How evaluation acts: sample, as training does; or mode, the policy's most probable action
-    (the mean of a Gaussian head). Training always samples."""
+SectionSource = Callable[[], list[Section]]
+_section_source: SectionSource = list
 
 
-@dataclass
-class ExperimentConfig:
-    """One experiment: what to train, on which task family, for how long."""
+def set_section_source(source: SectionSource) -> None:
+    """Install the registry's `source() -> [Section, ...]` (called by `rlmeta.run.build`)."""
+    global _section_source
+    _section_source = source
 
-    algorithm: str = "maml"
-    """maml or rl2."""
-    env: str = "rlmeta/Navigation2D-v0"
+
+def sections() -> list[Section]:
+    """The registered algorithms' sections, in registry order."""
+    return _section_source()
+
+
+# The sections come right after this field in saved configs (config.yaml's order).
+_SECTIONS_AFTER = "policy"
+
+
+class ExperimentConfig(Settings):
+    """One experiment: what to train, on which task family, for how long. Each registered
+    algorithm adds its section (`config.maml`, `config.rl2`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    algorithm: StrictStr = "maml"
+    """A registered algorithm: maml or rl2 (see `rlmeta.run.build.register_algorithm`)."""
+    env: StrictStr = "rlmeta/Navigation2D-v0"
     """Gymnasium id or `module:Class` of a task environment."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for the env constructor."""
-    iterations: int = 100
+    iterations: PositiveInt = 100
     """Meta-iterations to train."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Seed of the driver, the task sampler and every worker's sampling."""
-    init_from: str | None = None
+    init_from: StrictStr | None = None
     """Start from the policy weights of this checkpoint (a .pt file or a run dir's newest) of the
     same algorithm and network shape, with a fresh optimiser; None: a random initialisation."""
-    checkpoint_every: int = 10
+    checkpoint_every: PositiveInt = 10
     """Write a checkpoint every this many iterations (and at the end)."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: PositiveInt = 3
     """How many recent checkpoints to keep (the best is kept as well)."""
-    eval_tasks: int = 40
+    eval_tasks: PositiveInt = 40
     """Held-out tasks for `rlmeta evaluate`."""
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     """Network shape."""
-    maml: MAMLConfig = field(default_factory=MAMLConfig)
-    """MAML settings (used when algorithm is maml)."""
-    rl2: RL2Config = field(default_factory=RL2Config)
-    """RL² settings (used when algorithm is rl2)."""
-    workers: int = 2
+    workers: NonNegativeInt = 2
     """Rollout worker actors (0: sample in the driver process, no Ray)."""
-    envs_per_worker: int = 10
+    envs_per_worker: PositiveInt = 10
     """Environments each worker steps together with one batched policy forward."""
-    address: str | None = None
+    address: StrictStr | None = None
     """Ray address; None starts a local instance, "auto" joins a running cluster."""
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     """Learner device: auto (GPU when the cluster has one), cpu or cuda."""
-    learner_cpus: int = 1
+    learner_cpus: PositiveInt = 1
     """CPUs the learner actor reserves, and the torch threads it computes with (Ray's rule:
     threads = reserved CPUs); with `workers: 0`, the threads of the one training process. More
     speeds up updates where nothing else runs on the cores; with another busy process on them,
     the extra threads stall each other (README, "Distributed training")."""
-    mode: str = "sync"
+    mode: Literal["sync", "async"] = "sync"
     """sync: sample iteration v with weights v; async: sample while the learner updates."""
-    max_staleness: int = 1
+    max_staleness: PositiveInt = 1
     """Async mode: at most this many weight versions between sampling and learning."""
-    on_env_error: str = "raise"
+    on_env_error: Literal["raise", "drop"] = "raise"
     """raise: stop on an env that raises or returns non-finite values; drop: skip that task."""
-    max_task_retries: int = 3
+    max_task_retries: NonNegativeInt = 3
     """Times a task lost with a dead worker is resampled elsewhere before the run stops."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_sections(cls, data: Any) -> Any:
+        """Every registered section validated by its model (defaults when absent); any other
+        key that is not a field is an unknown key."""
+        if not isinstance(data, Mapping):
+            return data
+        known = sections()
+        registered = {section.key: section for section in known}
+        data = dict(data)
+        errors: list[InitErrorDetails] = []
+        for key in data:
+            if key not in cls.model_fields and key not in registered:
+                errors.append({"type": "extra_forbidden", "loc": (key,), "input": data[key]})
+        if "algorithm" in data and isinstance(data["algorithm"], str):
+            names = [section.algorithm for section in known]
+            if data["algorithm"] not in names:
+                errors.append({
+                    "type": PydanticCustomError("choice", "must be one of {choices}",
+                                                {"choices": ", ".join(names)}),
+                    "loc": ("algorithm",), "input": data["algorithm"],
+                })
+        for key, section in registered.items():
+            value = data.get(key, {})
+            if isinstance(value, section.model):
+                continue
+            try:
+                data[key] = section.model.__pydantic_validator__.validate_python(value)
+            except ValidationError as error:
+                errors.extend(_nested(error, key))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A section is an extra attribute, which pydantic stores unvalidated: validate it here.
+        for section in sections():
+            if section.key == name and not isinstance(value, section.model):
+                value = section.model.model_validate(value)
+        super().__setattr__(name, value)
+
+    @model_serializer(mode="wrap")
+    def _ordered(self, handler: Any) -> dict[str, Any]:
+        """Fields in declaration order with the sections after `policy` in registry order, as
+        config.yaml shows."""
+        plain = handler(self)
+        extra = self.__pydantic_extra__ or {}
+        out: dict[str, Any] = {}
+        for key, value in plain.items():
+            if key in extra:
+                continue
+            out[key] = value
+            if key == _SECTIONS_AFTER:
+                out.update((s.key, plain[s.key]) for s in sections() if s.key in plain)
+        # A section whose algorithm was unregistered since: still saved, after the others.
+        out.update((name, plain[name]) for name in extra if name in plain and name not in out)
+        return out
+
+
+def _nested(error: ValidationError, key: str) -> list[InitErrorDetails]:
+    """A section's validation errors located under the section's key."""
+    details: list[InitErrorDetails] = []
+    for item in error.errors():
+        detail: InitErrorDetails = {"type": item["type"], "loc": (key, *item["loc"]),
+                                    "input": item["input"]}
+        if "ctx" in item:
+            detail["ctx"] = item["ctx"]
+        if item["type"] not in _KNOWN_TYPES:
+            detail["type"] = PydanticCustomError(item["type"], item["msg"], item.get("ctx"))
+        details.append(detail)
+    return details
+
+
+_KNOWN_TYPES = frozenset(typing.get_args(ErrorType))
+
+
+def with_changes(config: Settings, **changes: Any) -> Any:
+    """A copy of `config` with some settings changed, validated like any config."""
+    current = {name: getattr(config, name) for name in type(config).model_fields}
+    current.update(config.__pydantic_extra__ or {})
+    return type(config).model_validate({**current, **changes})
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key, e.g. `maml.inner_lr` (sections included)."""
+    keys: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            keys.append(prefix + name)
+            if _is_model(info.annotation):
+                walk(info.annotation, prefix + name + ".")
+
+    walk(ExperimentConfig, "")
+    for section in sections():
+        keys.append(section.key)
+        walk(section.model, section.key + ".")
+    return keys
+
+
+def suggestion(dotted: str) -> str:
+    """"; did you mean 'x'?" for the closest valid key, or nothing."""
+    keys = all_keys()
+    close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.6)
+    if not close:
+        # A field put in the wrong section: match on the last part of the name alone.
+        leaf = dotted.rsplit(".", 1)[-1]
+        by_leaf = {key.rsplit(".", 1)[-1]: key for key in keys}
+        leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)
+        close = [by_leaf[leaf_match[0]]] if leaf_match else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# -- one line from a pydantic ValidationError ----------------------------------------------------
+
+
+def describe_error(
+    model: type[BaseModel], error: ValidationError, prefix: tuple[str, ...] | None = None
+) -> str:
+    """The first error as one line naming the dotted key and what was expected."""
+    item = error.errors(include_url=False)[0]
+    loc = tuple(item["loc"])
+    if prefix is None:
+        prefix = _prefix_of(model)
+    dotted = ".".join(str(part) for part in (*prefix, *loc) if not isinstance(part, int))
+    kind, value = item["type"], item.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown config key {dotted!r}{suggestion(dotted)}"
+    if kind == "value_error" and "error" in item.get("ctx", {}):
+        return " ".join(str(item["ctx"]["error"]).split())
+    if kind == "choice":
+        return f"config key {dotted!r} must be one of {item['ctx']['choices']}, got {value!r}"
+    annotation, item_of_list = _annotation_at(model, loc)
+    what = f"every item of {dotted!r}" if item_of_list else f"config key {dotted!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{what} must be {_bounds(annotation)}, got {value!r}"
+    if kind == "too_short":
+        return f"config key {dotted!r} must be a non-empty list, got {value!r}"
+    if kind == "finite_number":
+        return f"{what} must be a finite number, got {value!r}"
+    if kind in ("model_type", "model_attributes_type", "dict_type") and _is_model(annotation):
+        return f"config key {dotted!r} must be a section (a mapping of its fields), got {value!r}"
+    if annotation is None:
+        return f"config key {dotted!r}: {item['msg']}"
+    return f"{what} must be {_type_name(annotation)}, got {value!r}"
+
+
+def _prefix_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """The dotted prefix of a section model validated on its own (e.g. ("maml",))."""
+    if model is PolicyConfig:
+        return ("policy",)
+    for section in sections():
+        if section.model is model:
+            return (section.key,)
+    return ()
+
+
+def _annotation_at(model: type[BaseModel], loc: tuple) -> tuple[Any, bool]:
+    """The annotation (with its constraints) of the field at `loc`, and whether the error is on
+    an item of a list; None when `loc` names no field."""
+    annotation: Any = model
+    item_of_list = False
+    registered = {section.key: section.model for section in sections()}
+    for part in loc:
+        base, _ = _unwrap(annotation)
+        if isinstance(part, int):
+            if typing.get_origin(base) is list:
+                annotation, item_of_list = typing.get_args(base)[0], True
+            continue
+        if _is_model(base):
+            if part in base.model_fields:
+                info = base.model_fields[part]
+                # pydantic moves a field's own constraints (Field(gt=...)) into its metadata.
+                annotation = info.annotation
+                if info.metadata:
+                    annotation = Annotated[(annotation, *info.metadata)]
+                item_of_list = False
+            elif base is ExperimentConfig and part in registered:
+                annotation, item_of_list = registered[part], False
+            else:
+                return None, item_of_list
+        # Other parts are union members or pydantic's tags: the field stays the same.
+    return annotation, item_of_list
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """(bare type, constraint metadata) of a possibly nested `Annotated`."""
+    metadata: list[Any] = []
+    while typing.get_origin(annotation) is Annotated:
+        args = typing.get_args(annotation)
+        annotation = args[0]
+        for meta in args[1:]:
+            metadata.extend(meta.metadata if isinstance(meta, FieldInfo) else [meta])
+    return annotation, metadata
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+_SIGNS = ((annotated_types.Gt, ">", "gt"), (annotated_types.Ge, ">=", "ge"),
+          (annotated_types.Lt, "<", "lt"), (annotated_types.Le, "<=", "le"))
+
+
+def _bounds(annotation: Any) -> str:
+    """E.g. "> 0 and <= 1" from the field's constraints."""
+    parts = []
+    for meta in _unwrap(annotation)[1]:
+        for cls, sign, name in _SIGNS:
+            if isinstance(meta, cls):
+                parts.append(f"{sign} {_number(getattr(meta, name))}")
+    return " and ".join(parts)
+
+
+def _number(value: Any) -> str:
+    """0.0 -> "0", as the bound was written."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+_SINGULAR = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def _type_name(annotation: Any) -> str:
+    base, _ = _unwrap(annotation)
+    origin = typing.get_origin(base)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(base))
+    if origin is Literal:
+        return "one of " + ", ".join(str(arg) for arg in typing.get_args(base))
+    if origin is list:
+        item, _ = _unwrap(typing.get_args(base)[0])
+        return f"a list of {_PLURAL.get(item, _type_name(item))}"
+    if origin is dict:
+        return "a mapping"
+    if base is type(None):
+        return "null"
+    if base is Any:
+        return "any value"
+    return _SINGULAR.get(base, getattr(base, "__name__", str(base)))

@@ -65,6 +65,29 @@ def _make_from_class(path: str, kwargs: dict[str, Any]) -> gym.Env:
         raise ValueError(f"env {path!r} rejected its kwargs {kwargs!r}: {error}") from None
 
 
+def has_task_splits(env: str) -> bool:
+    """Whether the env class declares its own task splits (a `task_splits` attribute, e.g.
+    Meta-World's train and test tasks), chosen with its `split` keyword argument."""
+    cls = _env_class(env)
+    return bool(getattr(cls, "task_splits", ()))
+
+
+def _env_class(env: str) -> Any:
+    """The class a gymnasium id or `module:Class` names, without building it; None if unknown."""
+    target: Any = env
+    if ":" not in env:
+        if env not in gym.registry:
+            return None
+        target = gym.registry[env].entry_point
+    if isinstance(target, str):
+        module_name, _, class_name = target.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), class_name, None)
+        except ImportError:
+            return None
+    return target
+
+
 def task_env(env: gym.Env) -> Any:
     """The unwrapped env, checked to implement the task protocol."""
     inner = env.unwrapped

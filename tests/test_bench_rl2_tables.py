@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,10 @@ from benchmarks.rl2_tables import (
 from benchmarks.rl2_tables_markdown import adaptation_ranges
 from rlmeta.algorithm import TaskSpec
 from rlmeta.checkpoint import checkpoint_path
-from rlmeta.config import PolicyConfig, RL2Config
+from rlmeta.config import PolicyConfig, with_changes
 from rlmeta.config_io import load_config
 from rlmeta.rl2 import RL2Algorithm, collate_trials
+from rlmeta.rl2.config import RL2Config
 from rlmeta.run.train import train
 from rlmeta.tasks import make_task_env
 from rlmeta.warm_start import weights_digest
@@ -287,7 +287,7 @@ def test_evaluate_refuses_a_checkpoint_it_did_not_write_and_extra_settings(tmp_p
 def test_an_rlmeta_train_run_is_measured_as_a_row(tmp_path: Path) -> None:
     # A row at the paper's scale is trained with `rlmeta train` on a cluster (workers: N), not by
     # this benchmark's one-process loop; its run directory must go into the table as it is.
-    config = replace(
+    config = with_changes(
         rl2_config(ROWS[0], parse_args(["--only", ROWS[0].name])),
         iterations=20, checkpoint_every=10, workers=0, envs_per_worker=4,
         policy=PolicyConfig(hidden_sizes=[], activation="tanh"),
@@ -331,12 +331,12 @@ def test_an_rlmeta_train_run_is_measured_as_a_row(tmp_path: Path) -> None:
     assert result["row"] == "bandit-10-5"
 
     mdp_run = tmp_path / "mdp-12"
-    train(replace(config, env="rlmeta/TabularMDP-v0", env_kwargs={}, iterations=1,
-                  rl2=replace(config.rl2, episodes_per_trial=12)), mdp_run)
+    train(with_changes(config, env="rlmeta/TabularMDP-v0", env_kwargs={}, iterations=1,
+                  rl2=with_changes(config.rl2, episodes_per_trial=12)), mdp_run)
     with pytest.raises(ValueError, match=r"\('rlmeta/TabularMDP-v0', \{\}, 12\), no row"):
         main(["--evaluate", str(mdp_run), "--out", str(tmp_path / "x")])
     maml_run = tmp_path / "maml"
-    train(replace(config, algorithm="maml", iterations=1), maml_run)
+    train(with_changes(config, algorithm="maml", iterations=1), maml_run)
     with pytest.raises(ValueError, match="trains 'maml'; expected an RL² run"):
         main(["--evaluate", str(maml_run), "--out", str(tmp_path / "x")])
 
@@ -469,9 +469,9 @@ def test_seed_spread_measures_each_seed_as_the_row_and_records_it_beside_the_row
 
 def test_the_settings_line_names_the_recurrent_cell() -> None:
     from benchmarks.rl2_tables_markdown import _settings_line
-    from rlmeta.config import RL2Config
+    from rlmeta.rl2.config import RL2Config
 
-    result = {"row": "mdp-10", "rl2_settings": {"seed": 0, "rl2": asdict(RL2Config())},
+    result = {"row": "mdp-10", "rl2_settings": {"seed": 0, "rl2": RL2Config().model_dump()},
               "rl2_updates": 1, "rl2_env_steps": 10, "rl2_train_seconds": 1.0, "command": "c"}
     assert "**mdp-10**: GRU 256, lr" in _settings_line(result)
     result["rl2_settings"]["rl2"]["recurrent_cell"] = "layer_norm_gru"

@@ -1,4 +1,5 @@
-"""Config loading: YAML onto the dataclasses, overrides, and one-line errors naming the key."""
+"""Config loading: YAML onto the schema, overrides, and one-line errors naming the key, the same
+whether a value comes from YAML, `--set` or Python."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rlmeta.config import ExperimentConfig
+from rlmeta.config import ExperimentConfig, PolicyConfig, with_changes
 from rlmeta.config_io import (
-    CHOICES,
     ConfigError,
     all_keys,
     apply_overrides,
@@ -28,7 +28,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_yaml_maps_onto_dataclasses_and_keeps_defaults(tmp_path: Path) -> None:
+def test_yaml_maps_onto_the_schema_and_keeps_defaults(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "algorithm: maml\niterations: 7\nmaml:\n  inner_lr: 0.05\n  max_kl: 1e-3\n"
@@ -127,7 +127,7 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
     assert config_to_dict(config)["rl2"]["hidden_size"] == config.rl2.hidden_size
 
 
-def test_every_key_of_the_dataclasses_is_known() -> None:
+def test_every_key_of_the_schema_is_known() -> None:
     keys = all_keys()
     assert "maml.inner_lr" in keys and "rl2.hidden_size" in keys and "policy" in keys
 
@@ -191,15 +191,105 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("auto") == "cuda"
 
 
-def test_load_time_choices_are_the_ones_the_algorithms_accept() -> None:
-    # config_io may not import algorithm code (the core stays free of it), so the lists are
-    # written twice; this keeps them equal.
-    from rlmeta.maml.algorithm import OUTERS
-    from rlmeta.rl2.algorithm import LR_SCHEDULES, VALUE_NETWORKS
-    from rlmeta.rl2.policy import ACTION_MODES, RECURRENT_CELLS
+def test_choices_the_algorithm_code_dispatches_on_are_the_schemas() -> None:
+    # The schema holds each setting's choices; code that maps a choice to an implementation
+    # must know every one of them.
+    import typing
 
-    assert CHOICES["maml.outer"] == OUTERS
-    assert CHOICES["rl2.value_network"] == VALUE_NETWORKS
-    assert CHOICES["rl2.lr_schedule"] == LR_SCHEDULES
-    assert CHOICES["rl2.eval_actions"] == ACTION_MODES
-    assert CHOICES["rl2.recurrent_cell"] == tuple(RECURRENT_CELLS)
+    from rlmeta.maml.config import MAMLConfig
+    from rlmeta.maml.objectives import ESTIMATORS
+    from rlmeta.rl2.config import RL2Config
+    from rlmeta.rl2.policy import RECURRENT_CELLS
+
+    def choices(model, name):
+        return typing.get_args(model.model_fields[name].annotation)
+
+    assert choices(MAMLConfig, "estimator") == ESTIMATORS
+    assert choices(RL2Config, "recurrent_cell") == tuple(RECURRENT_CELLS)
+
+
+def test_python_construction_is_validated_with_the_same_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match=r"^config key 'algorithm' must be one of maml, rl2, "
+                                          r"got 'mamll'$"):
+        ExperimentConfig(algorithm="mamll")
+    with pytest.raises(ValueError, match=r"^config key 'workers' must be >= 0, got -3$"):
+        ExperimentConfig(workers=-3)
+    with pytest.raises(ConfigError, match="unknown config key 'wrokers'; did you mean 'workers'"):
+        ExperimentConfig(wrokers=2)
+    with pytest.raises(ConfigError, match="'policy.activation' must be one of relu, tanh"):
+        PolicyConfig(activation="gelu")
+    with pytest.raises(ConfigError, match="'iterations' must be > 0, got 0"):
+        with_changes(ExperimentConfig(), iterations=0)
+
+
+def test_assignment_is_validated() -> None:
+    config = ExperimentConfig()
+    with pytest.raises(ConfigError, match="'workers' must be >= 0, got -1"):
+        config.workers = -1
+    with pytest.raises(ConfigError, match="'maml.inner_lr' must be > 0, got 0"):
+        config.maml.inner_lr = 0
+    with pytest.raises(ConfigError, match="'maml' must be a section"):
+        config.maml = 5
+    config.maml = {"inner_lr": 0.5}
+    assert config.maml.inner_lr == 0.5 and config.maml.inner_steps == 1
+    assert config.workers == 2
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", ".nan", ".inf"])
+def test_non_finite_floats_are_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="'maml.inner_lr' must be a finite number"):
+        load_config(write(tmp_path, f"maml:\n  inner_lr: {value}\n"))
+    with pytest.raises(ConfigError, match="'policy.init_log_std' must be a finite number"):
+        load_config(write(tmp_path, ""), [f"policy.init_log_std={value}"])
+    with pytest.raises(ConfigError, match="'rl2.lr' must be a finite number"):
+        ExperimentConfig(rl2={"lr": float(value.lstrip("."))})
+
+
+def test_an_int_setting_takes_no_fraction_and_a_float_setting_takes_yaml_exponents(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="'rl2.hidden_size' must be an integer, got 2.7"):
+        load_config(write(tmp_path, "rl2: {hidden_size: 2.7}\n"))
+    with pytest.raises(ConfigError, match="'iterations' must be an integer, got 3.0"):
+        ExperimentConfig(iterations=3.0)
+    assert load_config(write(tmp_path, "rl2: {lr: 1e-3}\n")).rl2.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "override", "python", "message"),
+    [
+        ("workers: -3\n", "workers=-3", {"workers": -3}, "'workers' must be >= 0, got -3"),
+        ("maml: {outer: sgd}\n", "maml.outer=sgd", {"maml": {"outer": "sgd"}},
+         "'maml.outer' must be one of trpo, ppo, reptile, got 'sgd'"),
+        ("rl2: {gamma: 1.5}\n", "rl2.gamma=1.5", {"rl2": {"gamma": 1.5}},
+         "'rl2.gamma' must be > 0 and <= 1, got 1.5"),
+        ("maml: {inner_steps: 0, outer: reptile}\n", "maml.outer=reptile",
+         {"maml": {"inner_steps": 0, "outer": "reptile"}}, "maml.inner_steps 0 has no inner loop"),
+    ],
+)
+def test_a_rule_fires_the_same_from_yaml_set_and_python(
+    tmp_path: Path, yaml_text: str, override: str, python: dict, message: str
+) -> None:
+    base = "maml: {inner_steps: 0}\n" if "inner_steps" in yaml_text else ""
+    errors = []
+    with pytest.raises(ConfigError) as from_yaml:
+        load_config(write(tmp_path, yaml_text))
+    errors.append(from_yaml)
+    with pytest.raises(ConfigError) as from_set:
+        load_config(write(tmp_path, base), [override])
+    errors.append(from_set)
+    with pytest.raises(ConfigError) as from_python:
+        ExperimentConfig(**python)
+    errors.append(from_python)
+    for info in errors:
+        assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_every_setting_keeps_its_docstring() -> None:
+    from rlmeta.maml.config import MAMLConfig
+    from rlmeta.rl2.config import RL2Config
+
+    for model in (ExperimentConfig, PolicyConfig, MAMLConfig, RL2Config):
+        for name, info in model.model_fields.items():
+            assert info.description, f"{model.__name__}.{name} has no docstring"
+    assert "Meta-SGD" in MAMLConfig.model_fields["learn_inner_lr"].description

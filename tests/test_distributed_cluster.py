@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from ray.cluster_utils import Cluster
 from test_distributed_fakes import make_fake_algorithm, make_fake_env, specs
 
 from benchmarks.rl2_tables import main as rl2_tables
-from rlmeta.config import ExperimentConfig
+from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.config_io import load_config
 from rlmeta.distributed import make_runtime
 from rlmeta.run.train import train as train_run
@@ -107,9 +106,9 @@ def test_the_cluster_recipe_of_an_rl2_row_trains_across_nodes_into_the_table(
     wait_until_lost_nodes_are_noticed(cluster)
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     try:
-        config = replace(recipe, iterations=2, checkpoint_every=1, workers=2, envs_per_worker=4,
-                         address="auto", device="cpu",
-                         rl2=replace(settings, meta_batch_size=4, hidden_size=16))
+        config = with_changes(recipe, iterations=2, checkpoint_every=1, workers=2,
+                              envs_per_worker=4, address="auto", device="cpu",
+                              rl2=with_changes(settings, meta_batch_size=4, hidden_size=16))
         train_run(config, tmp_path / "run")
     finally:
         for node in nodes:

@@ -112,9 +112,9 @@ def test_computes_with_the_learners_threads() -> None:
 
 
 def test_bad_runtime_settings_are_named() -> None:
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="'mode' must be one of sync, async"):
         local(mode="eventually")
-    with pytest.raises(ValueError, match="on_env_error must be one of"):
+    with pytest.raises(ValueError, match="'on_env_error' must be one of raise, drop"):
         local(on_env_error="ignore")
     with pytest.raises(RuntimeError, match="cluster has no GPU"):
         make_runtime(ExperimentConfig(workers=0, device="cuda"), make_fake_algorithm,

@@ -17,11 +17,13 @@ from ray import cloudpickle
 from test_distributed_fakes import make_broken_env, make_fake_algorithm, make_fake_env, specs
 
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, MAMLConfig, PolicyConfig, RL2Config
+from rlmeta.config import ExperimentConfig, PolicyConfig
 from rlmeta.distributed import RolloutError, make_runtime, ray_runtime
 from rlmeta.distributed.benchmark import sampler_benchmark
 from rlmeta.distributed.local import LocalRuntime
 from rlmeta.distributed.ray_runtime import RayRuntime, start_local_ray
+from rlmeta.maml.config import MAMLConfig
+from rlmeta.rl2.config import RL2Config
 from rlmeta.run import build
 from rlmeta.run.train import draw_task_specs
 

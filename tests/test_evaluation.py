@@ -93,6 +93,24 @@ def test_meta_world_split_reaches_the_env_kwargs() -> None:
         evaluation.evaluation_config(config, "val")
 
 
+class SplitTargetEnv(TargetEnv):
+    """An env with held-out tasks of its own: evaluation chooses them with `split`."""
+
+    task_splits = ("train", "test")
+
+    def __init__(self, split: str = "train") -> None:
+        super().__init__()
+        self.split = split
+
+
+def test_the_split_reaches_an_env_that_declares_task_splits() -> None:
+    config = make_config(env=f"{__name__}:SplitTargetEnv")
+    assert evaluation.evaluation_config(config, "test").env_kwargs == {"split": "test"}
+    assert evaluation.evaluation_config(config, "train").env_kwargs == {"split": "train"}
+    given = make_config(env_kwargs={"split": "train"})  # an env taking split without saying so
+    assert evaluation.evaluation_config(given, "test").env_kwargs == {"split": "test"}
+
+
 def test_actions_override_reaches_rl2_settings_and_is_refused_for_maml() -> None:
     from rlmeta.config_io import config_from_dict
 

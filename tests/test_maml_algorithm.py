@@ -187,14 +187,15 @@ def test_non_finite_loss_in_update_raises_and_leaves_weights():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"estimator": "loaded"}, "maml.estimator 'loaded'"),
-        ({"outer": "sgd"}, "maml.outer 'sgd'"),
-        ({"inner_steps": -1}, "maml.inner_steps must be >= 0"),
+        ({"estimator": "loaded"}, "'maml.estimator' must be one of maml, dice, got 'loaded'"),
+        ({"outer": "sgd"}, "'maml.outer' must be one of trpo, ppo, reptile, got 'sgd'"),
+        ({"inner_steps": -1}, "'maml.inner_steps' must be >= 0, got -1"),
         ({"inner_steps": 0, "outer": "reptile"}, "maml.inner_steps 0"),
         ({"outer": "reptile", "learn_inner_lr": True}, "learn_inner_lr"),
     ],
 )
 def test_bad_config_is_a_clear_error(settings, message):
+    # The config schema refuses them, so no algorithm is ever built from them.
     envs = _envs(1)
     with pytest.raises(ValueError, match=message):
         _make(envs, **settings)

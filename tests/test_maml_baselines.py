@@ -125,9 +125,13 @@ def test_inner_steps_zero_is_multitask_trpo():
 def test_inner_steps_zero_rejects_what_needs_an_inner_loop():
     config = _pretrained_config()
     env = make_task_env("rlmeta/Navigation2D-v0")
-    config.maml.learn_inner_lr = True
     with pytest.raises(ValueError, match="maml.inner_steps 0 has no inner loop"):
-        MAMLAlgorithm(config, env.observation_space, env.action_space)
+        config.maml.learn_inner_lr = True
+    with pytest.raises(ValueError, match="maml.inner_steps 0 has no inner loop"):
+        config.maml.outer = "reptile"
+    # Refused settings leave the config as it was, usable.
+    assert (config.maml.learn_inner_lr, config.maml.outer) == (False, "trpo")
+    MAMLAlgorithm(config, env.observation_space, env.action_space)
 
 
 def test_benchmark_methods_share_env_steps_and_tasks():

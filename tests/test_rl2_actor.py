@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
+from rlmeta.config import ExperimentConfig, PolicyConfig
 from rlmeta.rl2 import RecurrentActor, RecurrentPolicy, RL2Algorithm, collate_trials
+from rlmeta.rl2.config import RL2Config
 from rlmeta.rollout import sample_rollout
 from rlmeta.tasks import make_task_env, sample_tasks
 

@@ -14,9 +14,10 @@ import torch
 from torch.distributions import Categorical
 
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
+from rlmeta.config import ExperimentConfig, PolicyConfig
 from rlmeta.returns import gae
 from rlmeta.rl2 import RL2Algorithm, ppo_loss
+from rlmeta.rl2.config import RL2Config
 from rlmeta.rl2.trials import previous_inputs, trial_end_dones
 from rlmeta.tasks import make_task_env, sample_tasks
 

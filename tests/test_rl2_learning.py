@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
+from rlmeta.config import ExperimentConfig, PolicyConfig
 from rlmeta.rl2 import RL2Algorithm
+from rlmeta.rl2.config import RL2Config
 from rlmeta.tasks import make_task_env, sample_tasks
 
 ITERATIONS = 150

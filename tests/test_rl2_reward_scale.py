@@ -9,8 +9,9 @@ import torch
 
 import rlmeta.rl2.algorithm as rl2_algorithm
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, PolicyConfig, RL2Config
+from rlmeta.config import ExperimentConfig, PolicyConfig
 from rlmeta.rl2 import RL2Algorithm, collate_trials
+from rlmeta.rl2.config import RL2Config
 from rlmeta.tasks import make_task_env, sample_tasks
 
 
@@ -56,5 +57,5 @@ def test_value_targets_use_scaled_rewards_and_policy_inputs_stay_raw(monkeypatch
 
 @pytest.mark.parametrize("value", [0.0, -1.0])
 def test_non_positive_reward_scale_is_rejected_by_name(value):
-    with pytest.raises(ValueError, match="rl2.reward_scale must be > 0"):
+    with pytest.raises(ValueError, match="'rl2.reward_scale' must be > 0"):
         build(reward_scale=value)

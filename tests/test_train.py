@@ -22,6 +22,7 @@ from rlmeta import checkpoint
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config_io import config_from_dict
 from rlmeta.distributed.local import LocalRuntime
+from rlmeta.maml.config import MAMLConfig
 from rlmeta.rollout import sample_rollout
 from rlmeta.run import build
 from rlmeta.run.train import CONFIG_FILE, draw_task_specs, train
@@ -81,7 +82,36 @@ class _Actor:
 
 class FakeAlgorithm:
     """A one-number 'policy' (the action mean) learned with Adam; the update also draws from
-    torch's global RNG, as a minibatch shuffle would, so resume must restore that RNG too."""
+    torch's global RNG, as a minibatch shuffle would, so resume must restore that RNG too.
+    It stands in for MAML, so it reads the `maml` section and answers the driver as MAML does."""
+
+    config_section = "maml"
+    settings_model = MAMLConfig
+    evaluation_axis = "inner gradient steps"
+
+    @classmethod
+    def meta_batch_size(cls, config) -> int:
+        return config.maml.meta_batch_size
+
+    @classmethod
+    def best_metric(cls, config) -> str:
+        return f"return/step_{config.maml.inner_steps}"
+
+    @classmethod
+    def progress_keys(cls, config) -> tuple[str, ...]:
+        return ("return/step_0", cls.best_metric(config))
+
+    @classmethod
+    def tasks_per_call(cls, config) -> int:
+        return 1
+
+    @classmethod
+    def default_adapt_steps(cls, config) -> int:
+        return max(3, config.maml.inner_steps)
+
+    @classmethod
+    def with_eval_actions(cls, config, actions: str):
+        raise ValueError("actions applies to RL² runs")
 
     def __init__(self, config, observation_space, action_space, device: str = "cpu") -> None:
         self.config = config

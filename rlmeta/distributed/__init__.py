@@ -13,7 +13,7 @@ import gymnasium as gym
 from rlmeta.algorithm import Algorithm
 from rlmeta.config import ExperimentConfig
 from rlmeta.distributed.errors import RolloutError, TaskFailure
-from rlmeta.distributed.runtime import Runtime, SampleHandle, check_runtime_config
+from rlmeta.distributed.runtime import Runtime, SampleHandle
 
 __all__ = ["RolloutError", "Runtime", "SampleHandle", "TaskFailure", "make_runtime"]
 
@@ -30,7 +30,6 @@ def make_runtime(
     must be picklable (functools.partial of module-level functions) so Ray can ship them. Each
     worker call samples `tasks_per_call` specs (`Algorithm.run_tasks`).
     """
-    check_runtime_config(config)
     if config.workers == 0:
         from rlmeta.distributed.local import LocalRuntime
 

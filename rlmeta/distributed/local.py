@@ -30,7 +30,6 @@ class LocalRuntime:
         env_factory: Callable[[], gym.Env],
         tasks_per_call: int = 1,
     ) -> None:
-        rt.check_runtime_config(config)
         self.config = config
         # Specs per sampling call, as a Ray worker would take them (default: from the config).
         self.tasks_per_call = rt.check_tasks_per_call(tasks_per_call)

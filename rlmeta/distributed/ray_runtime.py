@@ -160,7 +160,6 @@ class RayRuntime:
         env_factory: Callable[[], gym.Env],
         tasks_per_call: int = 1,
     ) -> None:
-        rt.check_runtime_config(config)
         if config.workers < 1:
             raise ValueError(f"RayRuntime needs workers >= 1, got {config.workers}")
         self.config = config

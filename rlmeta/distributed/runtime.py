@@ -20,8 +20,6 @@ from rlmeta.algorithm import TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig
 from rlmeta.distributed.errors import RolloutError, TaskFailure
 
-MODES = ("sync", "async")
-ON_ENV_ERROR = ("raise", "drop")
 TIMING_KEYS = (
     "sampling_s",
     "learner_s",
@@ -94,22 +92,6 @@ class Timings:
         values = {key: float(self._values.get(key, 0.0)) for key in TIMING_KEYS}
         self._values.clear()
         return values
-
-
-def check_runtime_config(config: ExperimentConfig) -> None:
-    """Reject runtime settings the runtimes cannot honour, naming the field."""
-    if config.mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {config.mode!r}")
-    if config.on_env_error not in ON_ENV_ERROR:
-        raise ValueError(
-            f"on_env_error must be one of {', '.join(ON_ENV_ERROR)}, got {config.on_env_error!r}"
-        )
-    for name in ("workers", "max_staleness", "max_task_retries"):
-        if getattr(config, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-    for name in ("envs_per_worker", "learner_cpus"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
 
 
 def staleness_bound(config: ExperimentConfig) -> int:

@@ -1,5 +1,6 @@
 """MAML-RL: differentiable inner loop, meta-gradient estimators and TRPO/PPO/Reptile outer loops."""
 
 from rlmeta.maml.algorithm import MAMLAlgorithm
+from rlmeta.maml.config import MAMLConfig
 
-__all__ = ["MAMLAlgorithm"]
+__all__ = ["MAMLAlgorithm", "MAMLConfig"]

@@ -8,7 +8,7 @@ take one outer step with TRPO, PPO (ProMP-style) or Reptile.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
-from rlmeta.config import ExperimentConfig, MAMLConfig
+from rlmeta.config import ExperimentConfig
 from rlmeta.device import resolve_device
 from rlmeta.losses import masked_mean
 from rlmeta.maml.batch import to_batch
+from rlmeta.maml.config import MAMLConfig
 from rlmeta.maml.inner import StepSize, check_finite, inner_step
 from rlmeta.maml.meta import MetaOutput, TaskBatches, meta_objective
-from rlmeta.maml.objectives import ESTIMATORS
 from rlmeta.maml.trpo import (
     backtracking_line_search,
     conjugate_gradient,
@@ -33,43 +33,10 @@ from rlmeta.maml.trpo import (
 from rlmeta.policies import FeedForwardActor, Params, make_policy
 from rlmeta.rollout import Rollout, sample_rollout
 
-OUTERS = ("trpo", "ppo", "reptile")
 POLICY_PREFIX = "policy/"
 STEP_SIZE_PREFIX = "inner_lr/"
 _TRAIN, _EVAL = 0, 1
-
-
-def validate_maml_config(config: MAMLConfig) -> None:
-    """Raise a one-line error for a MAML setting that cannot work."""
-    if config.estimator not in ESTIMATORS:
-        raise ValueError(
-            f"maml.estimator {config.estimator!r} is not one of {', '.join(ESTIMATORS)}"
-        )
-    if config.outer not in OUTERS:
-        raise ValueError(f"maml.outer {config.outer!r} is not one of {', '.join(OUTERS)}")
-    for name in ("episodes_per_task", "meta_batch_size", "cg_iters", "ppo_epochs",
-                 "ls_max_steps"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"maml.{name} must be >= 1, got {getattr(config, name)}")
-    # 0 inner steps is plain multi-task training of one policy: the paper's "pretrained" baseline.
-    if config.inner_steps < 0:
-        raise ValueError(f"maml.inner_steps must be >= 0, got {config.inner_steps}")
-    if config.inner_steps == 0 and (config.learn_inner_lr or config.outer == "reptile"):
-        raise ValueError(
-            "maml.inner_steps 0 has no inner loop to learn a step size for or to move towards; "
-            "expected learn_inner_lr false and outer trpo or ppo"
-        )
-    if not config.eval_inner_lrs:
-        raise ValueError("maml.eval_inner_lrs is empty; expected at least one step size")
-    if config.learn_inner_lr and config.outer == "reptile":
-        raise ValueError(
-            "maml.learn_inner_lr needs a gradient-based outer loop; expected outer trpo or ppo "
-            "with Reptile's fixed step size"
-        )
-    if not 0 < config.ls_backtrack_ratio < 1:
-        raise ValueError(
-            f"maml.ls_backtrack_ratio must be in (0, 1), got {config.ls_backtrack_ratio}"
-        )
+DEFAULT_ADAPT_STEPS = 3  # the paper's curves: 0..3 gradient steps
 
 
 def stage_seed(seed: int, purpose: int, stage: int) -> int:
@@ -86,6 +53,38 @@ class MAMLAlgorithm:
     """MAML-RL with a fixed or learned (Meta-SGD) inner step size and a TRPO/PPO/Reptile outer
     loop. All learner math runs on `device`; sampling always runs on CPU."""
 
+    config_section: ClassVar[str] = "maml"
+    settings_model: ClassVar[type[MAMLConfig]] = MAMLConfig
+    evaluation_axis: ClassVar[str] = "inner gradient steps"
+
+    @classmethod
+    def meta_batch_size(cls, config: ExperimentConfig) -> int:
+        return config.maml.meta_batch_size
+
+    @classmethod
+    def best_metric(cls, config: ExperimentConfig) -> str:
+        """The return after the trained number of inner steps."""
+        return f"return/step_{config.maml.inner_steps}"
+
+    @classmethod
+    def progress_keys(cls, config: ExperimentConfig) -> tuple[str, ...]:
+        return ("return/step_0", cls.best_metric(config))
+
+    @classmethod
+    def tasks_per_call(cls, config: ExperimentConfig) -> int:
+        return 1
+
+    @classmethod
+    def default_adapt_steps(cls, config: ExperimentConfig) -> int:
+        """The paper's 0..3 inner steps, or more if trained with more."""
+        return max(DEFAULT_ADAPT_STEPS, config.maml.inner_steps)
+
+    @classmethod
+    def with_eval_actions(cls, config: ExperimentConfig, actions: str) -> ExperimentConfig:
+        raise ValueError(f"actions applies to RL² runs; this run's algorithm is "
+                         f"{config.algorithm!r}, whose evaluation samples (MAML adapts on "
+                         f"sampled episodes)")
+
     def __init__(
         self,
         config: ExperimentConfig,
@@ -93,7 +92,6 @@ class MAMLAlgorithm:
         action_space: gym.Space,
         device: str = "cpu",
     ):
-        validate_maml_config(config.maml)
         self.config = config
         self.maml = config.maml
         self.device = torch.device(resolve_device(device))

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlmeta.rl2.policy import ACTION_MODES, RecurrentPolicy, mode_actions, sample_actions
+from rlmeta.rl2.config import ACTION_MODES
+from rlmeta.rl2.policy import RecurrentPolicy, mode_actions, sample_actions
 
 
 class RecurrentActor:

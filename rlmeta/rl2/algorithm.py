@@ -10,56 +10,23 @@ dones), and takes PPO steps on minibatches of whole trials, in the shape of Clea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
-from rlmeta.config import ExperimentConfig, RL2Config
+from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.device import resolve_device
 from rlmeta.losses import normalize_advantages
 from rlmeta.returns import gae
 from rlmeta.rl2.actor import RecurrentActor
-from rlmeta.rl2.policy import ACTION_MODES, RECURRENT_CELLS, RecurrentPolicy
+from rlmeta.rl2.config import RL2Config
+from rlmeta.rl2.policy import RecurrentPolicy
 from rlmeta.rl2.ppo import ppo_loss
 from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
 from rlmeta.rollout import Rollout, sample_rollout, set_task_on
-
-LR_SCHEDULES = ("constant", "linear")
-VALUE_NETWORKS = ("shared", "separate")
-
-
-def _check_settings(settings: RL2Config) -> None:
-    positive_ints = ("meta_batch_size", "trials_per_task", "episodes_per_trial", "hidden_size",
-                     "epochs", "minibatches")
-    for name in positive_ints:
-        value = getattr(settings, name)
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"rl2.{name} must be an int >= 1, got {value!r}")
-    for name in ("gamma", "gae_lambda"):
-        value = getattr(settings, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"rl2.{name} must be in [0, 1], got {value!r}")
-    for name in ("lr", "clip", "max_grad_norm", "reward_scale"):
-        value = getattr(settings, name)
-        if not value > 0.0:
-            raise ValueError(f"rl2.{name} must be > 0, got {value!r}")
-    for name in ("value_coef", "entropy_coef", "weight_decay"):
-        value = getattr(settings, name)
-        if not value >= 0.0:
-            raise ValueError(f"rl2.{name} must be >= 0, got {value!r}")
-    if not isinstance(settings.trial_progress_input, bool):
-        raise ValueError(f"rl2.trial_progress_input must be true or false, got "
-                         f"{settings.trial_progress_input!r}")
-    for name, choices in (("value_network", VALUE_NETWORKS), ("lr_schedule", LR_SCHEDULES),
-                          ("eval_actions", ACTION_MODES), ("recurrent_cell", RECURRENT_CELLS)):
-        value = getattr(settings, name)
-        if value not in choices:
-            raise ValueError(
-                f"rl2.{name} must be one of {', '.join(choices)}, got {value!r}"
-            )
 
 
 def make_optimizer(
@@ -105,6 +72,37 @@ def trial_metrics(
 class RL2Algorithm:
     """RL² with PPO; implements `rlmeta.algorithm.Algorithm`."""
 
+    config_section: ClassVar[str] = "rl2"
+    settings_model: ClassVar[type[RL2Config]] = RL2Config
+    evaluation_axis: ClassVar[str] = "episode in the trial"
+
+    @classmethod
+    def meta_batch_size(cls, config: ExperimentConfig) -> int:
+        return config.rl2.meta_batch_size
+
+    @classmethod
+    def best_metric(cls, config: ExperimentConfig) -> str:
+        """The return summed over a whole trial."""
+        return "return/trial"
+
+    @classmethod
+    def progress_keys(cls, config: ExperimentConfig) -> tuple[str, ...]:
+        return (cls.best_metric(config),)
+
+    @classmethod
+    def tasks_per_call(cls, config: ExperimentConfig) -> int:
+        """One trial per env slot: `envs_per_worker // trials_per_task` tasks fill a worker."""
+        return max(1, config.envs_per_worker // config.rl2.trials_per_task)
+
+    @classmethod
+    def default_adapt_steps(cls, config: ExperimentConfig) -> int:
+        """Unused: a trial's episodes are its adaptation."""
+        return 0
+
+    @classmethod
+    def with_eval_actions(cls, config: ExperimentConfig, actions: str) -> ExperimentConfig:
+        return with_changes(config, rl2=with_changes(config.rl2, eval_actions=actions))
+
     def __init__(
         self,
         config: ExperimentConfig,
@@ -112,7 +110,6 @@ class RL2Algorithm:
         action_space: gym.Space,
         device: str = "cpu",
     ) -> None:
-        _check_settings(config.rl2)
         self.config = config
         self.settings = config.rl2
         self.device = torch.device(resolve_device(device))

@@ -216,9 +216,9 @@ class RecurrentPolicy(nn.Module):
         return distribution, values, final
 
 
-# How an actor picks its action from the policy's distribution: `sample` draws from it (training
-# always does; PPO needs it), `mode` takes its most probable action (the mean of a Gaussian head).
-ACTION_MODES = ("sample", "mode")
+# How an actor picks its action from the policy's distribution (`rlmeta.rl2.config.ACTION_MODES`):
+# `sample` draws from it (training always does; PPO needs it), `mode` takes its most
+# probable action (the mean of a Gaussian head).
 
 
 def mode_actions(distribution: Distribution) -> torch.Tensor:

@@ -1,7 +1,11 @@
-"""Building envs, algorithms and the picklable factories the runtime ships to its workers.
+"""The algorithm registry, and building envs, algorithms and the picklable factories the
+runtime ships to its workers.
 
-The algorithm classes are looked up by name when first needed, so importing this module (and the
-CLI) never imports torch-heavy algorithm code that a command does not use.
+`ALGORITHM_CLASSES` is the one registry: `config.algorithm` -> "module:Class". An algorithm is one
+package implementing `rlmeta.algorithm.Algorithm` plus one line here (or a
+`register_algorithm` call from a plugin or test). The classes are imported when first needed (a
+config is validated, a run is built), so importing this module never imports torch-heavy
+algorithm code. Importing it gives `rlmeta.config` the registered algorithms' config sections.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import gymnasium as gym
-import torch
 
+from rlmeta import config as config_schema
 from rlmeta import tasks
-from rlmeta.algorithm import Algorithm
 from rlmeta.config import ExperimentConfig
 
 if TYPE_CHECKING:
+    from rlmeta.algorithm import Algorithm
     from rlmeta.distributed import Runtime
 
 # config.algorithm -> "module:Class"; a module-level table so tests can point a name at a fake.
@@ -28,12 +32,25 @@ ALGORITHM_CLASSES: dict[str, str] = {
 }
 
 
+def register_algorithm(name: str, target: str) -> None:
+    """Make `algorithm: name` in a config mean the class at `target` ("module:Class"), whose
+    `config_section` key then holds its settings in every config.
+
+    Ray workers look the class up by name too: call this where the plugin's settings model is
+    defined, so a worker that unpickles a config (and so imports that module) registers it.
+    """
+    module_name, sep, class_name = target.partition(":")
+    if not name or not sep or not module_name or not class_name:
+        raise ValueError(f"algorithm {name!r}: target must be 'module:Class', got {target!r}")
+    ALGORITHM_CLASSES[name] = target
+
+
 def build_env(config: ExperimentConfig) -> gym.Env:
     """One task environment as the config names it."""
     return tasks.make_task_env(config.env, **config.env_kwargs)
 
 
-def algorithm_class(name: str) -> type:
+def algorithm_class(name: str) -> type[Algorithm]:
     """The class implementing `config.algorithm`, imported on first use."""
     if name not in ALGORITHM_CLASSES:
         raise ValueError(
@@ -47,6 +64,26 @@ def algorithm_class(name: str) -> type:
         raise ImportError(
             f"{module_name} does not define {class_name} (algorithm {name!r})"
         ) from None
+
+
+def algorithm_of(config: ExperimentConfig) -> type[Algorithm]:
+    """The class of the config's algorithm: what the driver asks instead of testing names."""
+    return algorithm_class(config.algorithm)
+
+
+def registered_sections() -> list[config_schema.Section]:
+    """Each registered algorithm's config section (key and settings model), in registry order."""
+    sections = []
+    for name in ALGORITHM_CLASSES:
+        cls = algorithm_class(name)
+        if cls.config_section in ExperimentConfig.model_fields:
+            raise ValueError(f"algorithm {name!r}: config_section {cls.config_section!r} is a "
+                             f"setting of every experiment; expected a key of its own")
+        sections.append(config_schema.Section(name, cls.config_section, cls.settings_model))
+    return sections
+
+
+config_schema.set_section_source(registered_sections)
 
 
 def build_algorithm(
@@ -66,24 +103,17 @@ def build_algorithm(
         env = build_env(config)
         observation_space, action_space = env.observation_space, env.action_space
         env.close()
-    cls = algorithm_class(config.algorithm)
+    import torch
+
+    cls = algorithm_of(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed if init_seed is None else init_seed)
         return cls(config, observation_space, action_space, device)
 
 
 def tasks_per_call(config: ExperimentConfig) -> int:
-    """How many task specs one worker call samples together (`Algorithm.run_tasks`).
-
-    RL² runs one trial per env slot, so `envs_per_worker // trials_per_task` tasks fill a
-    worker's envs; MAML (and any other algorithm) samples one task per call.
-    """
-    if config.algorithm != "rl2":
-        return 1
-    trials = config.rl2.trials_per_task
-    if not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"rl2.trials_per_task must be an int >= 1, got {trials!r}")
-    return max(1, config.envs_per_worker // trials)
+    """How many task specs one worker call samples together (`Algorithm.run_tasks`)."""
+    return algorithm_of(config).tasks_per_call(config)
 
 
 def make_runtime(

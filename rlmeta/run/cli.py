@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -193,6 +192,7 @@ def _say(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rlmeta.config import with_changes
     from rlmeta.config_io import load_config
     from rlmeta.run.train import progress_keys, train
 
@@ -201,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"address={args.address}")
     config = load_config(args.config, overrides)
     if args.init_from is not None:
-        config = replace(config, init_from=args.init_from)
+        config = with_changes(config, init_from=args.init_from)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}")
     start = f"; starting from the weights in {config.init_from}" if config.init_from else ""

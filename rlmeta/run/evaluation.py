@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from rlmeta import checkpoint, warm_start
+from rlmeta import checkpoint, tasks, warm_start
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig
+from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.config_io import config_from_dict
 from rlmeta.run import build
 from rlmeta.run.train import draw_task_specs, meta_batch_size
@@ -36,7 +36,6 @@ POLICIES = ("meta-learned", STARTING_POLICY, "random init")  # column and legend
 _COLORS = {"meta-learned": "tab:blue", STARTING_POLICY: "tab:orange", "random init": "tab:gray"}
 CSV_FILE = "adaptation.csv"
 PLOT_FILE = "adaptation.png"
-DEFAULT_MAML_ADAPT_STEPS = 3  # the paper's curves: 0..3 gradient steps
 _KEY = re.compile(r"(?P<metric>return|success)/(?P<axis>step|episode)_(?P<index>\d+)")
 
 def t_critical_95(dof: int) -> float:
@@ -104,25 +103,21 @@ def evaluation_config(
     address: str | None = None,
     actions: str | None = None,
 ) -> ExperimentConfig:
-    """The run's config set up for evaluation: the env's split, optionally other workers and
-    (RL²) how actions are chosen."""
+    """The run's config set up for evaluation: the env's split (for an env with task splits),
+    optionally other workers and how actions are chosen (an algorithm that can choose, RL²)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    changes: dict[str, Any] = {}
     if actions is not None:
-        if config.algorithm != "rl2":
-            raise ValueError(f"actions applies to RL² runs; this run's algorithm is "
-                             f"{config.algorithm!r}, whose evaluation samples (MAML adapts on "
-                             f"sampled episodes)")
-        changes["rl2"] = {**dataclasses.asdict(config.rl2), "eval_actions": actions}
-    if config.env == "rlmeta/MetaWorld-v0" or "split" in config.env_kwargs:
+        config = build.algorithm_of(config).with_eval_actions(config, actions)
+    changes: dict[str, Any] = {}
+    if "split" in config.env_kwargs or tasks.has_task_splits(config.env):
         changes["env_kwargs"] = {**config.env_kwargs, "split": split}
     if workers is not None:
         changes["workers"] = workers
     if address is not None:
         changes["address"] = address
-    # Through config_from_dict so a bad override is reported like any config error.
-    return config_from_dict({**dataclasses.asdict(config), **changes})
+    # Validated like any config, so a bad override is reported like any config error.
+    return with_changes(config, **changes)
 
 
 def evaluation_specs(
@@ -141,10 +136,8 @@ def evaluation_specs(
 
 
 def default_adapt_steps(config: ExperimentConfig) -> int:
-    """MAML: the paper's 0..3 inner steps (or more if trained with more); RL²: unused."""
-    if config.algorithm == "maml":
-        return max(DEFAULT_MAML_ADAPT_STEPS, config.maml.inner_steps)
-    return 0
+    """The algorithm's answer, e.g. MAML: the paper's 0..3 inner steps; RL²: unused (0)."""
+    return build.algorithm_of(config).default_adapt_steps(config)
 
 
 @dataclass
@@ -199,7 +192,7 @@ def evaluate(
         f"{config.env} ({config.algorithm}), {n_tasks} {split} tasks, "
         f"checkpoint {_run_dir_of(path).name}/{path.name}"
     )
-    plot_adaptation(out / PLOT_FILE, summaries, title, config.algorithm)
+    plot_adaptation(out / PLOT_FILE, summaries, title, build.algorithm_of(config).evaluation_axis)
     failed = {policy: outcome[1] for policy, outcome in rows.items()}
     return EvaluationReport(path, out, split, adapt_steps, summaries, failed, notes)
 
@@ -279,10 +272,9 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def plot_adaptation(
-    path: str | Path, summaries: list[Summary], title: str, algorithm: str
-) -> None:
-    """Return (and success rate, when reported) against inner step or episode, with CI bands."""
+def plot_adaptation(path: str | Path, summaries: list[Summary], title: str, xlabel: str) -> None:
+    """Return (and success rate, when reported) against `xlabel` (the algorithm's evaluation
+    axis: inner step or episode), with CI bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,7 +283,6 @@ def plot_adaptation(
     metrics = [m for m in ("return", "success") if any(s.metric == m and s.x is not None
                                                         for s in summaries)]
     figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
-    xlabel = "inner gradient steps" if algorithm == "maml" else "episode in the trial"
     for axis, metric in zip(axes[0], metrics, strict=True):
         for policy in POLICIES:
             points = sorted(

@@ -40,20 +40,18 @@ def draw_task_specs(env: gym.Env, count: int, rng: np.random.Generator) -> list[
 
 
 def meta_batch_size(config: ExperimentConfig) -> int:
-    return config.maml.meta_batch_size if config.algorithm == "maml" else config.rl2.meta_batch_size
+    """Tasks drawn per iteration (the algorithm's answer)."""
+    return build.algorithm_of(config).meta_batch_size(config)
 
 
 def best_metric(config: ExperimentConfig) -> str:
-    """The scalar that picks `best.pt`: the adapted return (MAML) or the trial return (RL²)."""
-    if config.algorithm == "maml":
-        return f"return/step_{config.maml.inner_steps}"
-    return "return/trial"
+    """The scalar that picks `best.pt` (the algorithm's answer, e.g. MAML's adapted return)."""
+    return build.algorithm_of(config).best_metric(config)
 
 
 def progress_keys(config: ExperimentConfig) -> tuple[str, ...]:
-    if config.algorithm == "maml":
-        return ("return/step_0", best_metric(config))
-    return (best_metric(config),)
+    """Scalars shown while training and in the summary (the algorithm's answer)."""
+    return build.algorithm_of(config).progress_keys(config)
 
 
 def mean_task_metrics(results: list[TaskResult]) -> dict[str, float]:

@@ -1,0 +1,84 @@
+"""MAML settings: the `maml:` section of an experiment config (pydantic only, no torch)."""
+
+from __future__ import annotations
+
+import typing
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictBool, model_validator
+
+from rlmeta.config import (
+    Discount,
+    Float,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Settings,
+    UnitFloat,
+)
+
+Outer = Literal["trpo", "ppo", "reptile"]
+OUTERS: tuple[str, ...] = typing.get_args(Outer)
+
+
+class MAMLConfig(Settings):
+    """MAML-RL (Finn et al. 2017) with TRPO, PPO (ProMP-style) or Reptile outer loop."""
+
+    meta_batch_size: PositiveInt = 20
+    """Tasks per meta-iteration."""
+    episodes_per_task: PositiveInt = 20
+    """Episodes sampled per task for each inner step and for the post-adaptation estimate."""
+    inner_steps: NonNegativeInt = 1
+    """Policy-gradient steps in the inner loop during training (0: multi-task, no adaptation,
+    the paper's "pretrained" baseline)."""
+    inner_lr: PositiveFloat = 0.1
+    """Inner-loop step size (the initial value when learned)."""
+    learn_inner_lr: StrictBool = False
+    """Learn one inner step size per parameter (Meta-SGD)."""
+    first_order: StrictBool = False
+    """Drop second-order terms of the meta-gradient (FO-MAML)."""
+    estimator: Literal["maml", "dice"] = "maml"
+    """Meta-gradient estimator: maml (the paper's) or dice (ProMP/DiCE low-variance)."""
+    outer: Outer = "trpo"
+    """Outer optimiser: trpo, ppo or reptile."""
+    gamma: Discount = 0.99
+    """Discount factor."""
+    gae_lambda: UnitFloat = 1.0
+    """GAE lambda for advantages (1.0: Monte-Carlo returns minus baseline, as in the paper)."""
+    max_kl: PositiveFloat = 0.01
+    """TRPO trust region: maximum mean KL between old and new policy."""
+    cg_iters: PositiveInt = 10
+    """Conjugate-gradient iterations for the TRPO step."""
+    cg_damping: NonNegativeFloat = 1e-5
+    """Damping added to the Fisher-vector product."""
+    ls_max_steps: PositiveInt = 15
+    """Backtracking line-search steps."""
+    ls_backtrack_ratio: Annotated[Float, Field(gt=0, lt=1)] = 0.8
+    """Step shrink factor per line-search step."""
+    ppo_clip: PositiveFloat = 0.2
+    """PPO outer-loop clip range."""
+    ppo_epochs: PositiveInt = 5
+    """PPO outer-loop gradient steps per meta-batch."""
+    outer_lr: PositiveFloat = 1e-3
+    """Learning rate of the PPO and Reptile outer loops (Reptile: the interpolation ε)."""
+    eval_inner_lrs: Annotated[list[PositiveFloat], Field(min_length=1)] = Field(
+        default_factory=lambda: [0.1, 0.05]
+    )
+    """Step sizes at evaluation: first step, then the last value for every later step."""
+    normalize_advantages: StrictBool = True
+    """Standardise advantages per rollout (mean 0, std 1 over real steps) in both loops."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> MAMLConfig:
+        if self.inner_steps == 0 and (self.learn_inner_lr or self.outer == "reptile"):
+            raise ValueError(
+                "maml.inner_steps 0 has no inner loop to learn a step size for or to move "
+                "towards; expected learn_inner_lr false and outer trpo or ppo"
+            )
+        if self.learn_inner_lr and self.outer == "reptile":
+            raise ValueError(
+                "maml.learn_inner_lr needs a gradient-based outer loop; expected outer trpo or "
+                "ppo with Reptile's fixed step size"
+            )
+        return self
