@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("rlmeta.maml", "rlmeta.rl2", "rlmeta.run", "rlmeta.distributed", "ray")
+# Not rlmeta.run: the package entry point (`import rlmeta`) installs the algorithm registry.
+FORBIDDEN = ("rlmeta.maml", "rlmeta.rl2", "rlmeta.distributed", "ray", "torch")
 
 
 def modules_loaded_by(statement: str) -> list[str]:

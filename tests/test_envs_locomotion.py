@@ -7,9 +7,9 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from rlmeta_envs.testing import check_reproducible, check_task_env
 
 import rlmeta  # noqa: F401  (registers the families)
+from rlmeta_envs.testing import check_reproducible, check_task_env
 
 FAMILY_IDS = [
     "rlmeta/HalfCheetahVel-v0",

@@ -8,9 +8,9 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from rlmeta_envs.testing import check_reproducible, check_task_env
 
 from rlmeta.tasks import make_task_env
+from rlmeta_envs.testing import check_reproducible, check_task_env
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from rlmeta_envs.wrappers import TaskInObservation, task_features
 
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig
@@ -22,6 +21,7 @@ from rlmeta.maml import MAMLAlgorithm
 from rlmeta.maml.local import sample_meta_batch
 from rlmeta.run import build
 from rlmeta.tasks import get_task, make_task_env, sample_tasks, set_task
+from rlmeta_envs.wrappers import TaskInObservation, task_features
 
 ORACLE = "rlmeta_envs.wrappers:TaskInObservation"
 TABLES = Path(__file__).resolve().parents[1] / "benchmarks" / "maml_tables.py"

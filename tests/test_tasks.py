@@ -9,9 +9,9 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-from rlmeta_envs import FAMILIES, describe_families
 
 from rlmeta import tasks
+from rlmeta_envs import FAMILIES, describe_families
 
 
 class NotATaskEnv(gym.Env):
