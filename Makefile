@@ -29,8 +29,7 @@ test: $(STAMP)
 # measured at. Several hours on 2 cores (the RL² table rows alone about 11); each script takes a
 # smaller budget too (see its --help).
 bench: $(STAMP)
-	$(PY) benchmarks/sampler.py --steps 200000 --repeats 5
-	$(VENV)/bin/rlmeta bench sampler-in-process > benchmarks/results/sampler_in_process.json
+	$(PY) -m benchmarks.sampler --steps 200000 --repeats 5
 	$(PY) -m benchmarks.maml_tables --envs navigation2d --iterations 100 --eval-tasks 40 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel --iterations 15 --eval-tasks 20 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_dir --iterations 12 --eval-tasks 20 --workers 2
