@@ -306,7 +306,7 @@ def validation_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
 def compare_policies(
     base: Path, candidate: Path, count: int, seed: int, batch: int
 ) -> dict[str, Any]:
-    """Two saved policies of one row on the same validation tasks and env seeds: each one's
+    """Two trained policies of one row on the same validation tasks and env seeds: each one's
     return per trial and the candidate's paired gain over the base."""
     row, base_run, _ = load_policy(base)
     candidate_row, candidate_run, _ = load_policy(candidate)
@@ -573,6 +573,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"writing rows {[r.name for r in rows]} into the shipped table without "
                          f"--merge would drop its other rows; expected --merge, or --out DIR "
                          f"for a table of its own")
+    if trained is None and is_shipped_table(args.out):
+        # A row of baselines only would replace a trained row, RL² figures and all.
+        stored = args.out / "rl2_tables.json"
+        rows_trained = {r["row"] for r in json.loads(stored.read_text())["rows"]
+                        if r["rl2_trained"]} if stored.is_file() else set()
+        if any(row.name in rows_trained for row in rows):
+            raise SystemExit(f"the shipped table's rows {sorted(rows_trained)} hold RL² results "
+                             f"that measuring their baselines alone would drop; expected "
+                             f"--refresh-baselines, which keeps them, or --out DIR")
     results = {}
     for row in rows:
         result = measure_row(row, args, command, trained)

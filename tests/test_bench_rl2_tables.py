@@ -399,6 +399,15 @@ def test_some_rows_into_the_shipped_table_need_merge(
     assert not (tmp_path / "rl2_tables.json").exists()
     main(["--tasks", "4", "--only", "bandit-10-5", "--merge"])
     assert (tmp_path / "rl2_tables.json").is_file()
+    # Nor may a row of baselines replace a trained row of the shipped table.
+    shipped = json.loads((RESULTS / "rl2_tables.json").read_text())["rows"][0]
+    assert shipped["row"] == "bandit-10-5" and shipped["rl2_trained"]
+    (tmp_path / "rl2_tables.json").write_text(json.dumps({"rows": [shipped]}))
+    with pytest.raises(SystemExit, match="hold RL² results that measuring their baselines"):
+        main(["--tasks", "4", "--only", "bandit-10-5", "--merge"])
+    main(["--tasks", "4", "--only", "bandit-10-10", "--merge"])
+    assert [r["row"] for r in json.loads((tmp_path / "rl2_tables.json").read_text())["rows"]] == [
+        "bandit-10-5", "bandit-10-10"]
 
 
 @pytest.mark.parametrize(("overrides", "row"), [
