@@ -29,28 +29,33 @@ test: $(STAMP)
 # measured at. Several hours on 2 cores (the RL² table rows alone about 11); each script takes a
 # smaller budget too (see its --help).
 bench: $(STAMP)
-	$(PY) benchmarks/sampler.py --steps 200000 --repeats 5
-	$(VENV)/bin/rlmeta bench sampler-in-process > benchmarks/results/sampler_in_process.json
+	$(PY) -m benchmarks.sampler --steps 200000 --repeats 5
 	$(PY) -m benchmarks.maml_tables --envs navigation2d --iterations 100 --eval-tasks 40 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel --iterations 15 --eval-tasks 20 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_dir --iterations 12 --eval-tasks 20 --workers 2
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n10.yaml --only bandit-10-5 --budget 8000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n10.yaml --only bandit-10-10 --budget 8000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n10.yaml --only bandit-10-50 --budget 12000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n100.yaml --only bandit-100-5 --budget 40000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k10_n100.yaml --only bandit-100-10 --budget 80000000 --merge
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_bandit_k50_n100.yaml --only bandit-100-50 --budget 80000000 --merge
-	# mdp-10 in two stages: the YAML's lr 2e-3, then a warm restart at lr 1e-3.
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 110000000 --out runs/rl2_tables/mdp-10_stage1
-	cp runs/rl2_tables/mdp-10_stage1/mdp-10.pt runs/rl2_tables/mdp-10_stage1.pt
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n10.yaml --only mdp-10 --budget 30000000 --set rl2.lr=1e-3 --init-from runs/rl2_tables/mdp-10_stage1.pt --merge
-	# mdp-25 in three stages from the first-stage mdp-10 policy: lr 4e-3, then two warm restarts
-	# at the YAML's 2e-3.
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 60000000 --set rl2.lr=4e-3 --init-from runs/rl2_tables/mdp-10_stage1.pt --out runs/rl2_tables/mdp-25_stage1
-	cp runs/rl2_tables/mdp-25_stage1/mdp-25.pt runs/rl2_tables/mdp-25_lr4e-3.pt
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 60000000 --init-from runs/rl2_tables/mdp-25_lr4e-3.pt --out runs/rl2_tables/mdp-25_stage2
-	cp runs/rl2_tables/mdp-25_stage2/mdp-25.pt runs/rl2_tables/mdp-25_stage2.pt
-	$(PY) -m benchmarks.rl2_tables --config experiments/rl2_tabular_mdp_n25.yaml --only mdp-25 --budget 50000000 --init-from runs/rl2_tables/mdp-25_stage2.pt --merge
+	# The RL² table's rows: each an `rlmeta train` run of its experiment file (a staged row, one
+	# file per stage, each starting from the stage before: init_from), measured into the table.
+	rm -rf $(addprefix runs/rl2_tables/,bandit-10-5 bandit-10-10 bandit-10-50 bandit-100-5 \
+		bandit-100-10 bandit-100-50 mdp-10_stage1 mdp-10 mdp-25_stage1 mdp-25_stage2 mdp-25)
+	$(VENV)/bin/rlmeta train experiments/rl2_bandit_k5_n10.yaml --run-dir runs/rl2_tables/bandit-10-5
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/bandit-10-5 --merge
+	$(VENV)/bin/rlmeta train experiments/rl2_bandit_k10_n10.yaml --run-dir runs/rl2_tables/bandit-10-10
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/bandit-10-10 --merge
+	$(VENV)/bin/rlmeta train experiments/rl2_bandit_k50_n10.yaml --run-dir runs/rl2_tables/bandit-10-50
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/bandit-10-50 --merge
+	$(VENV)/bin/rlmeta train experiments/rl2_bandit_k5_n100.yaml --run-dir runs/rl2_tables/bandit-100-5
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/bandit-100-5 --merge
+	$(VENV)/bin/rlmeta train experiments/rl2_bandit_k10_n100.yaml --run-dir runs/rl2_tables/bandit-100-10
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/bandit-100-10 --merge
+	$(VENV)/bin/rlmeta train experiments/rl2_bandit_k50_n100.yaml --run-dir runs/rl2_tables/bandit-100-50
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/bandit-100-50 --merge
+	$(VENV)/bin/rlmeta train experiments/rl2_tabular_mdp_n10_stage1.yaml --run-dir runs/rl2_tables/mdp-10_stage1
+	$(VENV)/bin/rlmeta train experiments/rl2_tabular_mdp_n10.yaml --run-dir runs/rl2_tables/mdp-10
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/mdp-10 --merge
+	$(VENV)/bin/rlmeta train experiments/rl2_tabular_mdp_n25_stage1.yaml --run-dir runs/rl2_tables/mdp-25_stage1
+	$(VENV)/bin/rlmeta train experiments/rl2_tabular_mdp_n25_stage2.yaml --run-dir runs/rl2_tables/mdp-25_stage2
+	$(VENV)/bin/rlmeta train experiments/rl2_tabular_mdp_n25.yaml --run-dir runs/rl2_tables/mdp-25
+	$(PY) -m benchmarks.rl2_tables --evaluate runs/rl2_tables/mdp-25 --merge
 	# RL² beside MAML on the same tasks (benchmarks/results/rl2_locomotion_navigation.md).
 	rm -rf runs/bench/rl2_nav runs/bench/rl2_cheetah
 	$(VENV)/bin/rlmeta train experiments/rl2_navigation2d.yaml --set workers=0 --run-dir runs/bench/rl2_nav

@@ -1,42 +1,34 @@
-"""The RL² paper's tables (Duan et al. 2016, Tables 1 and 2), measured side by side in one run.
+"""The RL² paper's tables (Duan et al. 2016, Tables 1 and 2): RL² rows measured beside baselines.
 
-For each row (Bernoulli bandits n ∈ {10, 100} × k ∈ {5, 10, 50}; random tabular MDPs n ∈ {10, 25})
-this trains RL² with rlmeta for `--budget` env steps (or `--max-minutes`), then evaluates it and
-the classic baselines (`benchmarks.baselines_bandit_mdp`) on the same `--tasks` held-out tasks, one
-trial each. The paper's RL² and Gittins (bandits) / PSRL (MDPs) figures sit in the same table for
-reference, beside the Gittins index policy and PSRL measured on the same tasks. A row's tuned
-settings live in `experiments/rl2_*.yaml`; one row per run, merged:
+Rows: Bernoulli bandits n ∈ {10, 100} × k ∈ {5, 10, 50}; random tabular MDPs n ∈ {10, 25}. A row's
+RL² policy is an `rlmeta train` run of its experiment file (`experiments/rl2_*.yaml`; a staged row
+has one file per stage, each starting from the run before through `init_from`), on one machine or a
+cluster alike. This module trains nothing: it measures such a run and the classic baselines
+(`rlmeta.baselines`) on the same `--tasks` held-out tasks, one trial each, beside
+the paper's RL² and Gittins (bandits) / PSRL (MDPs) figures:
 
-    python -m benchmarks.rl2_tables --budget 20000          # smoke: a few minutes on one core
-    python -m benchmarks.rl2_tables --config experiments/rl2_bandit_k5_n10.yaml \
-        --only bandit-10-5 --budget 1000000 --merge
-    python -m benchmarks.rl2_tables --budget 0 --only mdp-25 --merge   # baselines only
+    rlmeta train experiments/rl2_bandit_k5_n10.yaml --run-dir runs/rl2_tables/bandit-10-5
+    python -m benchmarks.rl2_tables --evaluate runs/rl2_tables/bandit-10-5 --merge
+    python -m benchmarks.rl2_tables --only mdp-25 --merge     # the baselines of a row only
 
-Writes benchmarks/results/rl2_tables.json and .md (or `--out`; the markdown is rendered by
-`benchmarks.rl2_tables_markdown`). Each trained policy is saved as an rlmeta checkpoint,
-`runs/rl2_tables/<row>.pt` (a run with an `--out` of its own saves it there; or `--save-dir`),
-which `rlmeta evaluate` reads and `--evaluate` re-measures without retraining:
+Writes benchmarks/results/rl2_tables.json and .md (or `--out DIR`); `--merge` keeps the other
+rows. The markdown is a function of the JSON (`python -m benchmarks.rl2_tables_markdown`). A run
+is read at its newest checkpoint (or the checkpoint given), with its training curve from its
+metrics log; a warm-started run's table counts the steps behind its starting policy too, and
+measures that policy beside the row, so that it says what training on the row added. Policies
+saved by this module's earlier training loop (`runs/rl2_tables/<row>.pt`, the shipped rows') are
+read as well.
 
-    python -m benchmarks.rl2_tables --evaluate runs/rl2_tables/mdp-10.pt --merge
-
-`--evaluate` (and `--compare`) also read an `rlmeta train` run of RL² on a row's tasks, such as
-a row trained at the paper's scale on a cluster (`experiments/rl2_tabular_mdp_n10_cluster.yaml`):
-
-    python -m benchmarks.rl2_tables --evaluate runs/mdp10-cluster --out runs/mdp10-cluster-table
-
-Settings are chosen between two saved policies of a row on validation tasks, a third task
+Settings are chosen between two trained policies of a row on validation tasks, a third task
 stream, so that the held-out figure is not also the one the choice was made on:
 
-    python -m benchmarks.rl2_tables --compare runs/rl2_tables/bandit-100-50.pt runs/other.pt
+    python -m benchmarks.rl2_tables --compare runs/rl2_tables/bandit-100-50 runs/other
 
-A row can start from another saved policy of the same shape (`--init-from`, e.g. mdp-25 from
-the mdp-10 row's policy: the same MDPs, trials 2.5 times as long); the table then counts the
-steps that trained the starting policy in the row's env steps, and measures that policy beside
-the row, so that it says what training on the row added.
-
-How a trained row acts in the table is chosen the same way: its policy plays the validation tasks
+How a row acts in the table is chosen the same way: its policy plays the validation tasks
 sampling its actions (as in training) and acting on its most probable action; the table reports
-the mode only where it scored more there (paired), and shows both held-out figures.
+the mode only where it scored more there (paired), and shows both held-out figures. Runs of a
+row's file with other seeds (`rlmeta train ... --set seed=N`) are measured beside it with
+`--seed-spread`.
 """
 
 from __future__ import annotations
@@ -67,13 +59,12 @@ from rlmeta.baselines import (
     bayes_optimal_trial_value,
     mdp_episode_returns,
 )
-from rlmeta.config import ExperimentConfig, PolicyConfig, with_changes
-from rlmeta.config_io import config_from_dict, config_to_dict, load_config
+from rlmeta.config import ExperimentConfig
+from rlmeta.config_io import config_from_dict
 from rlmeta.metrics import METRICS_FILE
 from rlmeta.rl2 import ACTION_MODES, RL2Algorithm
-from rlmeta.rl2.config import RL2Config
 from rlmeta.run.evaluation import starting_weights
-from rlmeta.run.train import CONFIG_FILE, draw_task_specs
+from rlmeta.run.train import CONFIG_FILE
 from rlmeta.tasks import make_task_env, sample_tasks
 
 # Duan et al. 2016, Table 1 (bandits: (n, k) -> figures) and Table 2 (MDPs: n -> figures).
@@ -90,8 +81,7 @@ PAPER_MDP = {10: {"psrl": 138.1, "rl2": 156.2}, 25: {"psrl": 408.8, "rl2": 445.7
 TABLE_DIR = Path(__file__).parent / "results"
 # What a row's training curve records at each logged update, besides its counts and time.
 CURVE_METRICS = ("return/trial", "entropy", "approx_kl", "explained_variance")
-LOG_EVERY = 10  # updates between a row's curve points, unless --log-every says otherwise
-TABLE_POLICIES = Path("runs") / "rl2_tables"
+LOG_EVERY = 10  # updates between a row's curve points, read from its run's metrics log
 
 
 def is_shipped_table(out: Path) -> bool:
@@ -127,139 +117,17 @@ ROWS = [Row("bandit", n, k) for n in (10, 100) for k in (5, 10, 50)] + [
 ]
 
 
-def rl2_config(row: Row, args: argparse.Namespace) -> ExperimentConfig:
-    """The row's RL² config: `--config` YAML (with `--set` overrides) or the CLI defaults."""
-    if args.config is not None:
-        config = load_config(args.config, args.set)
-        expected = (row.env_id, row.env_kwargs, row.episodes)
-        got = (config.env, dict(config.env_kwargs), config.rl2.episodes_per_trial)
-        if got != expected:
-            raise ValueError(
-                f"--config {args.config} is for (env, env_kwargs, episodes_per_trial) = {got}; "
-                f"row {row.name} expects {expected}"
-            )
-        return config
-    return ExperimentConfig(
-        algorithm="rl2",
-        env=row.env_id,
-        env_kwargs=row.env_kwargs,
-        seed=args.seed,
-        policy=PolicyConfig(hidden_sizes=[], activation="tanh"),
-        rl2=RL2Config(
-            meta_batch_size=args.meta_batch,
-            trials_per_task=args.trials_per_task,
-            episodes_per_trial=row.episodes,
-            hidden_size=args.hidden_size,
-            lr=args.lr,
-            gamma=args.gamma,
-            epochs=args.epochs,
-            minibatches=args.minibatches,
-            entropy_coef=args.entropy_coef,
-        ),
-    )
-
-
 @dataclass
 class Training:
-    """What a training run produced, for the table."""
+    """A trained policy of a row and what the table reports of its training."""
 
-    algorithm: RL2Algorithm | None
-    config: ExperimentConfig | None = None  # as trained: `iterations` is the run's update count
+    algorithm: RL2Algorithm
+    config: ExperimentConfig
     env_steps: int = 0
     updates: int = 0
     seconds: float = 0.0
-    curve: list[dict[str, float]] = field(default_factory=list)  # every `log_every` updates
-    rng_state: dict[str, Any] = field(default_factory=dict)  # the task sampler's, at the end
-    init_from: dict[str, Any] | None = None  # the saved policy training started from, if any
-
-
-def initial_policy(path: Path) -> warm_start.InitialWeights:
-    """The policy weights of an RL² checkpoint (`save_policy`'s, or a run dir's), and what the
-    table records about them: the checkpoint, the row it was trained for, env steps, digest."""
-    state = checkpoint.load_checkpoint(path)
-    try:
-        initial = warm_start.initial_weights_in(state, path, "rl2")
-    except ValueError as error:
-        raise SystemExit(f"--init-from: {error}") from None
-    saved = state.get("rl2_tables", {})
-    record = {"checkpoint": str(path), "row": saved.get("row") or path.stem, **initial.record}
-    legacy = saved.get("init_from")  # where earlier versions of this script recorded it
-    if legacy is not None and warm_start.RECORD_KEY not in state:
-        record["env_steps"] += legacy["env_steps"]
-    return warm_start.InitialWeights(initial.weights, record)
-
-
-def train_rl2(
-    config: ExperimentConfig,
-    budget: int,
-    max_seconds: float,
-    log_every: int = LOG_EVERY,
-    init: warm_start.InitialWeights | None = None,
-) -> Training:
-    """Train until `budget` env steps or `max_seconds`, whichever comes first, from `init`'s
-    weights if given (with a fresh optimizer: its learning-rate schedule is this run's).
-
-    Each update samples `meta_batch_size` fresh tasks × `trials_per_task` trials in one
-    `RL2Algorithm.run_tasks` call (one policy forward per step for every trial, as a worker
-    samples a call's tasks) and takes `RL2Algorithm.update` on them.
-    """
-    settings = config.rl2
-    envs = [
-        make_task_env(config.env, **config.env_kwargs)
-        for _ in range(settings.meta_batch_size * settings.trials_per_task)
-    ]
-    # The run is `budget` env steps, so that is what `iterations` (the length of a learning-rate
-    # schedule) means here: bandit and tabular-MDP episodes have a fixed length, `horizon`.
-    steps_per_update = (
-        settings.meta_batch_size * settings.trials_per_task * settings.episodes_per_trial
-        * int(envs[0].unwrapped.horizon)
-    )
-    config = with_changes(config, iterations=max(1, math.ceil(budget / steps_per_update)))
-    torch.manual_seed(config.seed)
-    algorithm = RL2Algorithm(config, envs[0].observation_space, envs[0].action_space)
-    if init is not None:
-        try:
-            algorithm.set_weights(warm_start.fitted_weights(algorithm.get_weights(), init))
-        except ValueError as error:
-            raise SystemExit(f"--init-from: {error}") from None
-    rng = np.random.default_rng(config.seed)
-    run = Training(algorithm, config, init_from=None if init is None else init.record)
-    started = time.perf_counter()
-    while run.env_steps < budget and time.perf_counter() - started < max_seconds:
-        specs = draw_task_specs(envs[0], settings.meta_batch_size, rng)
-        results = algorithm.run_tasks(envs, specs, algorithm.updates)
-        metrics = algorithm.update(results)
-        run.env_steps += sum(result.env_steps for result in results)
-        run.updates += 1
-        run.seconds = time.perf_counter() - started
-        if run.updates % log_every == 0:
-            point = {
-                "updates": run.updates,
-                "env_steps": run.env_steps,
-                "seconds": round(run.seconds, 1),
-                **{key: metrics[key] for key in CURVE_METRICS},
-            }
-            run.curve.append(point)
-            print(json.dumps(point), flush=True)
-    run.rng_state = rng.bit_generator.state
-    return run
-
-
-def save_policy(path: Path, row: Row, run: Training, command: str) -> Path:
-    """The trained row as an rlmeta checkpoint (tensors and plain data), in the layout
-    `rlmeta evaluate` reads, plus what the table needs to report it without retraining."""
-    assert run.algorithm is not None and run.config is not None
-    state = checkpoint.make_checkpoint(
-        config_to_dict(run.config),
-        {"algorithm": run.algorithm.state_dict(), "weights_version": run.updates},
-        run.updates,
-        run.env_steps,
-        run.rng_state,
-        extra={"rl2_tables": {"row": row.name, "seconds": run.seconds, "curve": run.curve,
-                              "command": command},
-               warm_start.RECORD_KEY: run.init_from},
-    )
-    return checkpoint.save_checkpoint(state, path)
+    curve: list[dict[str, float]] = field(default_factory=list)  # every `LOG_EVERY` updates
+    init_from: dict[str, Any] | None = None  # the policy training started from, if any
 
 
 def fresh_algorithm(config: ExperimentConfig) -> RL2Algorithm:
@@ -276,10 +144,9 @@ def restored_algorithm(config: ExperimentConfig, state: dict[str, Any]) -> RL2Al
 
 
 def load_policy(path: Path) -> tuple[Row, Training, str]:
-    """A trained policy of a row: one `save_policy` wrote, or an `rlmeta train` run of RL² on the
-    row's tasks (its directory, read at its newest checkpoint, or one of its checkpoints), such as
-    a row trained on a cluster with `workers: N`. Returns the row, the training run restored and
-    the command that trained it."""
+    """A trained policy of a row: an `rlmeta train` run of RL² on the row's tasks (its directory,
+    read at its newest checkpoint, or one of its checkpoints), or a policy saved by this module's
+    earlier training loop. Returns the row, the training run restored and its command."""
     state = checkpoint.load_checkpoint(checkpoint.resolve_checkpoint(path))
     saved = state.get("rl2_tables")
     if saved is None:
@@ -287,12 +154,12 @@ def load_policy(path: Path) -> tuple[Row, Training, str]:
     if not isinstance(saved, dict):
         raise checkpoint.CheckpointError(
             f"checkpoint {str(path)!r} has an 'rl2_tables' entry that is not a record; expected "
-            f"the row, curve and command benchmarks.rl2_tables saves"
+            f"the row, curve and command benchmarks.rl2_tables saved"
         )
     row = next(r for r in ROWS if r.name == saved["row"])
     config = config_from_dict(state["config"])
     run = Training(restored_algorithm(config, state), config, state["env_steps"],
-                   state["iteration"], saved["seconds"], saved["curve"], state["rng_state"],
+                   state["iteration"], saved["seconds"], saved["curve"],
                    state.get(warm_start.RECORD_KEY, saved.get("init_from")))
     return row, run, saved["command"]
 
@@ -312,12 +179,11 @@ def row_of(config: ExperimentConfig, source: str) -> Row:
 
 def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training, str]:
     """An `rlmeta train` checkpoint as a row's policy: its training curve read from the run's
-    metrics log (every `LOG_EVERY` updates, as `train_rl2` logs), up to the checkpoint's
-    iteration."""
+    metrics log (every `LOG_EVERY` updates), up to the checkpoint's iteration."""
     if "config" not in state or not state["config"]:
         raise checkpoint.CheckpointError(
-            f"checkpoint {str(path)!r} was written neither by benchmarks.rl2_tables nor by "
-            f"`rlmeta train`: expected its 'rl2_tables' entry or a run's config"
+            f"checkpoint {str(path)!r} was written neither by `rlmeta train` nor by "
+            f"benchmarks.rl2_tables: expected a run's config or an 'rl2_tables' entry"
         )
     config = config_from_dict(state["config"])
     row = row_of(config, f"checkpoint {str(path)!r}")
@@ -334,11 +200,25 @@ def _train_run_policy(path: Path, state: dict[str, Any]) -> tuple[Row, Training,
                                    **{key: point[key] for key in CURVE_METRICS if key in point}}
     curve = [logged[updates] for updates in sorted(logged)]
     run = Training(restored_algorithm(config, state), config, state["env_steps"],
-                   state["iteration"], state["time_s"], curve, state["rng_state"],
-                   state.get(warm_start.RECORD_KEY))
+                   state["iteration"], state["time_s"], curve,
+                   _with_row(state.get(warm_start.RECORD_KEY)))
     if not (run_dir / CONFIG_FILE).is_file():  # a checkpoint copied out of its run directory
         return row, run, f"rlmeta train (the config stored in {path})"
     return row, run, f"rlmeta train {run_dir / CONFIG_FILE} --run-dir {run_dir}"
+
+
+def _with_row(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's start record with the row its starting policy was trained on, read from that
+    checkpoint's config (the table names it: "from mdp-10's policy"); without it if that
+    checkpoint cannot be read any more."""
+    if record is None or "row" in record:
+        return record
+    try:
+        state = checkpoint.load_checkpoint(checkpoint.resolve_checkpoint(record["checkpoint"]))
+        row = row_of(config_from_dict(state["config"]), record["checkpoint"])
+    except (checkpoint.CheckpointError, ValueError):
+        return record
+    return {**record, "row": row.name}
 
 
 def evaluate_rl2(
@@ -371,7 +251,7 @@ def measure_starting_policy(
     names, on the row's held-out tasks and env seeds and acting as the row does: what training
     on this row added, paired task by task with the row's `row_returns` (`[tasks, episodes]`).
     Only a note if that checkpoint is gone or now holds other weights."""
-    assert run.config is not None and run.init_from is not None
+    assert run.init_from is not None
     weights, notes = starting_weights(run.init_from, "rl2")
     if weights is None:
         return {"note": notes[0]}
@@ -426,7 +306,7 @@ def validation_tasks(row: Row, count: int, seed: int) -> tuple[list[Any], int]:
 def compare_policies(
     base: Path, candidate: Path, count: int, seed: int, batch: int
 ) -> dict[str, Any]:
-    """Two saved policies of one row on the same validation tasks and env seeds: each one's
+    """Two trained policies of one row on the same validation tasks and env seeds: each one's
     return per trial and the candidate's paired gain over the base."""
     row, base_run, _ = load_policy(base)
     candidate_row, candidate_run, _ = load_policy(candidate)
@@ -517,35 +397,25 @@ def episode_means(returns: np.ndarray) -> list[float]:
     return [round(float(value), 4) for value in returns.mean(axis=0)]
 
 
-def run_row(
-    row: Row, args: argparse.Namespace, command: str, saved: Training | None = None
+def measure_row(
+    row: Row, args: argparse.Namespace, command: str, trained: Training | None = None
 ) -> dict[str, Any]:
-    """Train RL² on `row` (unless `--budget 0` or a `saved` run is given), then measure it and
-    the baselines."""
+    """The row's table entry: the baselines and, given a `trained` policy, RL² measured as the
+    table measures it (its way of acting chosen on validation tasks)."""
     started = time.perf_counter()
-    if saved is not None:
-        run, config = saved, saved.config
-    else:
-        config = rl2_config(row, args)
-        run = Training(None)
-        if args.budget > 0:
-            init = None if args.init_from is None else initial_policy(args.init_from)
-            run = train_rl2(config, args.budget, args.max_minutes * 60.0, args.log_every, init)
-            path = save_policy(args.save_dir / f"{row.name}.pt", row, run, command)
-            print(f"{row.name}: trained policy saved to {path}", flush=True)
-    trained = run.algorithm is not None
     tasks, eval_seed = held_out_tasks(row, args.tasks, args.seed)
     per_episode = baselines(row, tasks, eval_seed)
     actions = start = None
-    if run.algorithm is not None:
-        actions = choose_actions(run, row, args.tasks, args.seed, args.eval_batch)
-        both = {mode: evaluate_rl2(run.algorithm, config, tasks, eval_seed, args.eval_batch, mode)
+    if trained is not None:
+        actions = choose_actions(trained, row, args.tasks, args.seed, args.eval_batch)
+        both = {mode: evaluate_rl2(trained.algorithm, trained.config, tasks, eval_seed,
+                                   args.eval_batch, mode)
                 for mode in ACTION_MODES}
         per_episode["rl2"] = both[actions["chosen"]]
         # Both figures are kept, so that the choice made on validation tasks can be checked.
         actions["held_out"] = {mode: summary(values.sum(axis=1)) for mode, values in both.items()}
-        if run.init_from is not None:
-            start = measure_starting_policy(run, tasks, eval_seed, args.eval_batch,
+        if trained.init_from is not None:
+            start = measure_starting_policy(trained, tasks, eval_seed, args.eval_batch,
                                             actions["chosen"], per_episode["rl2"])
     measured = {name: returns.sum(axis=1) for name, returns in per_episode.items()}
     paired = {}
@@ -558,6 +428,7 @@ def run_row(
         paper = PAPER_BANDIT[(row.episodes, row.arms)]
     else:
         paper = PAPER_MDP[row.episodes]
+    config = None if trained is None else trained.config
     return {
         "row": row.name,
         "family": row.family,
@@ -568,19 +439,20 @@ def run_row(
         "paired": paired,
         "paper": paper,
         "bayes_optimal_expected": bayes_optimal_expectation(row),
-        "rl2_trained": trained,
+        "rl2_trained": trained is not None,
         "rl2_actions": actions,
-        "rl2_env_steps": run.env_steps,
-        "rl2_init_from": run.init_from,
+        "rl2_env_steps": 0 if trained is None else trained.env_steps,
+        "rl2_init_from": None if trained is None else trained.init_from,
         "rl2_start": start,
-        "rl2_updates": run.updates,
-        "rl2_train_seconds": run.seconds,
-        "rl2_settings": {"seed": config.seed, "policy": config.policy.model_dump(),
-                         "rl2": config.rl2.model_dump()} if trained else None,
-        "rl2_curve": run.curve,
+        "rl2_updates": 0 if trained is None else trained.updates,
+        "rl2_train_seconds": 0.0 if trained is None else trained.seconds,
+        "rl2_settings": None if config is None else {
+            "seed": config.seed, "policy": config.policy.model_dump(),
+            "rl2": config.rl2.model_dump()},
+        "rl2_curve": [] if trained is None else trained.curve,
         "eval_tasks": args.tasks,
-        # Training plus this run's evaluation, also for a row re-measured from its saved policy.
-        "wall_seconds": (saved.seconds if saved is not None else 0.0)
+        # Training plus this measurement, on a machine shared with other jobs.
+        "wall_seconds": (0.0 if trained is None else trained.seconds)
         + time.perf_counter() - started,
         "command": command,
     }
@@ -588,89 +460,38 @@ def run_row(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=2_000_000,
-                        help="RL² env steps per row; 0 measures the baselines only")
-    parser.add_argument("--max-minutes", type=float, default=float("inf"),
-                        help="stop RL² training of a row after this long, whatever the budget")
     parser.add_argument("--tasks", type=int, default=1000, help="held-out evaluation tasks")
     parser.add_argument("--only", nargs="*", default=None,
-                        help=f"rows to run, of {', '.join(r.name for r in ROWS)}")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="experiment YAML with the RL² settings (one row; e.g. "
-                             "experiments/rl2_bandit_k5_n10.yaml); overrides the flags below")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a --config key, e.g. rl2.lr=1e-3 (repeatable)")
+                        help=f"rows whose baselines to measure (RL² comes from --evaluate), of "
+                             f"{', '.join(r.name for r in ROWS)}")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other rows already in the output JSON")
-    parser.add_argument("--refresh-baselines", action="store_true",
-                        help="re-measure the baselines of the rows already in the output JSON "
-                             "(adding any new ones), keeping their RL² results; trains nothing")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--gamma", type=float, default=0.99)
-    parser.add_argument("--meta-batch", type=int, default=16)
-    parser.add_argument("--trials-per-task", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--minibatches", type=int, default=4)
-    parser.add_argument("--entropy-coef", type=float, default=0.01)
-    parser.add_argument("--log-every", type=int, default=LOG_EVERY,
-                        help="updates between log lines")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation task streams")
     parser.add_argument("--eval-batch", type=int, default=100, help="tasks per evaluation batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=TABLE_DIR,
                         metavar="DIR", help="directory for rl2_tables.md and rl2_tables.json")
-    parser.add_argument("--save-dir", type=Path, default=None,
-                        help=f"where each trained policy is saved, as <row>.pt (default: "
-                             f"{TABLE_POLICIES} for the shipped table, else the --out directory)")
-    parser.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
-                        help="start training from the weights of a saved RL² policy of the same "
-                             "shape (e.g. another row's), with a fresh optimizer")
-    parser.add_argument("--evaluate", type=Path, default=None, metavar="CHECKPOINT",
-                        help="measure a policy saved by an earlier run, or an `rlmeta train` RL² "
-                             "run (its directory or a checkpoint; e.g. a row trained on a "
-                             "cluster): its row, settings and training record come from the "
-                             "file and the run; trains nothing")
-    parser.add_argument("--compare", type=Path, nargs=2, default=None,
-                        metavar=("BASE", "CANDIDATE"),
-                        help="two saved policies of one row, paired on --tasks validation tasks "
-                             "(not the held-out ones the table reports); trains and writes nothing")
-    parser.add_argument("--seed-spread", nargs="+", type=Path, default=None,
-                        metavar="CHECKPOINT",
-                        help="saved policies of one row trained alike but for --set seed=N, "
-                             "the row's own among them: each is measured as the row was and "
-                             "recorded beside the row in the output JSON; trains nothing")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--evaluate", type=Path, default=None, metavar="RUN",
+                      help="measure an `rlmeta train` RL² run as its row (its directory or a "
+                           "checkpoint), or a policy saved by this module's earlier loop")
+    what.add_argument("--compare", type=Path, nargs=2, default=None,
+                      metavar=("BASE", "CANDIDATE"),
+                      help="two trained policies of one row, paired on --tasks validation tasks "
+                           "(not the held-out ones the table reports); writes nothing")
+    what.add_argument("--seed-spread", nargs="+", type=Path, default=None, metavar="RUN",
+                      help="runs of one row's file with other seeds, the row's own among them: "
+                           "each is measured as the row was and recorded beside the row")
+    what.add_argument("--refresh-baselines", action="store_true",
+                      help="re-measure the baselines of the rows already in the output JSON "
+                           "(adding any new ones), keeping their RL² results")
     args = parser.parse_args(argv)
     known = {r.name for r in ROWS}
     unknown = sorted(set(args.only or []) - known)
     if unknown:
         parser.error(f"unknown rows {unknown}; expected some of {sorted(known)}")
-    if args.budget < 0 or args.tasks < 2:
-        parser.error(f"--budget must be >= 0 and --tasks >= 2, got {args.budget}, {args.tasks}")
-    if args.config is not None and (args.only is None or len(args.only) != 1):
-        parser.error(f"--config holds one row's settings; expected --only with one row, "
-                     f"got {args.only}")
-    if args.set and args.config is None:
-        parser.error(f"--set overrides a --config file; got {args.set} without --config")
-    if args.evaluate is not None and (args.config is not None or args.refresh_baselines):
-        parser.error("--evaluate re-measures a saved policy with the settings it was trained "
-                     "with; expected no --config, --set or --refresh-baselines beside it")
-    if args.compare is not None and (args.evaluate is not None or args.config is not None
-                                     or args.refresh_baselines):
-        parser.error("--compare measures two saved policies as they were trained; expected no "
-                     "--evaluate, --config, --set or --refresh-baselines beside it")
-    if args.seed_spread is not None and (args.evaluate is not None or args.compare is not None
-                                         or args.config is not None or args.refresh_baselines):
-        parser.error("--seed-spread measures saved policies as they were trained; expected no "
-                     "--evaluate, --compare, --config, --set or --refresh-baselines beside it")
-    if args.init_from is not None and (args.budget == 0 or args.evaluate is not None
-                                       or args.compare is not None
-                                       or args.seed_spread is not None):
-        parser.error("--init-from starts a row's training from a saved policy; expected a "
-                     "training run (--budget > 0, no --evaluate, --compare or --seed-spread)")
-    if args.save_dir is None:
-        # A trial run into a directory of its own must not overwrite the table rows' policies.
-        args.save_dir = TABLE_POLICIES if is_shipped_table(args.out) else args.out
+    if args.tasks < 2:
+        parser.error(f"--tasks must be >= 2, got {args.tasks}")
     return args
 
 
@@ -740,9 +561,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     torch.set_num_threads(args.threads)
     rows = [r for r in ROWS if args.only is None or r.name in args.only]
-    saved = None
+    trained = None
     if args.evaluate is not None:
-        row, saved, command = load_policy(args.evaluate)
+        row, trained, command = load_policy(args.evaluate)
         if args.only is not None and args.only != [row.name]:
             raise SystemExit(f"--evaluate {args.evaluate} holds row {row.name}; "
                              f"expected it to match --only {' '.join(args.only)}")
@@ -753,16 +574,24 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"writing rows {[r.name for r in rows]} into the shipped table without "
                          f"--merge would drop its other rows; expected --merge, or --out DIR "
                          f"for a table of its own")
-    trained = {}
+    if trained is None and is_shipped_table(args.out):
+        # A row of baselines only would replace a trained row, RL² figures and all.
+        stored = args.out / "rl2_tables.json"
+        rows_trained = {r["row"] for r in json.loads(stored.read_text())["rows"]
+                        if r["rl2_trained"]} if stored.is_file() else set()
+        if any(row.name in rows_trained for row in rows):
+            raise SystemExit(f"the shipped table's rows {sorted(rows_trained)} hold RL² results "
+                             f"that measuring their baselines alone would drop; expected "
+                             f"--refresh-baselines, which keeps them, or --out DIR")
+    results = {}
     for row in rows:
-        result = run_row(row, args, command, saved)
-        trained[row.name] = result
+        result = measure_row(row, args, command, trained)
+        results[row.name] = result
         measured = result["measured"]
-        rl2 = cell(result, "rl2")
-        print(f"{row.name}: RL² {rl2} (paper {result['paper']['rl2']}, random "
+        print(f"{row.name}: RL² {cell(result, 'rl2')} (paper {result['paper']['rl2']}, random "
               f"{measured['random']['mean']:.2f}), {result['rl2_env_steps']:,} steps, "
               f"{result['wall_seconds']:.0f} s", flush=True)
-    write_tables(args.out, trained, args.merge)
+    write_tables(args.out, results, args.merge)
 
 
 def write_tables(out: Path, trained: dict[str, dict], merge: bool) -> None:

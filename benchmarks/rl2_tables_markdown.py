@@ -1,11 +1,17 @@
 """The RL² tables' markdown: `benchmarks.rl2_tables` measures the rows, this renders them.
 
 Reads only the plain data each row's measurement produced (`rl2_tables.json`'s rows): the
-markdown is a function of the JSON, which is what merged runs and `--evaluate` rewrite.
+markdown is a function of the JSON, which is what merged runs and `--evaluate` rewrite. Renders
+DIR/rl2_tables.json into DIR/rl2_tables.md (default DIR: benchmarks/results):
+
+    python -m benchmarks.rl2_tables_markdown [DIR]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,8 +98,12 @@ def _steps(result: dict[str, Any]) -> str:
     init = result.get("rl2_init_from")
     if init is None:
         return f"{result['rl2_env_steps']:,}"
-    source = (f"an earlier {init['row']} policy" if init["row"] == result["row"]
-              else f"{init['row']}'s policy")
+    if "row" not in init:  # the starting checkpoint could not be read when the row was measured
+        source = "another policy"
+    elif init["row"] == result["row"]:
+        source = f"an earlier {init['row']} policy"
+    else:
+        source = f"{init['row']}'s policy"
     return f"{result['rl2_env_steps'] + init['env_steps']:,} (from {source})"
 
 
@@ -120,7 +130,8 @@ def _settings_line(result: dict[str, Any]) -> str:
 def _init_note(init: dict[str, Any] | None, start: dict[str, Any] | None) -> str:
     if init is None:
         return ""
-    note = (f", starting from the policy `{init['checkpoint']}` ({init['row']}, "
+    trained_on = f"{init['row']}, " if "row" in init else ""
+    note = (f", starting from the policy `{init['checkpoint']}` ({trained_on}"
             f"{init['env_steps']:,} env steps before)")
     if start is None:  # a row measured before starting policies were
         return note
@@ -183,8 +194,9 @@ def _adaptation_tables(rows: list[dict[str, Any]]) -> list[str]:
                   if name in r["per_episode"]]
         start = r.get("rl2_start") or {}
         if "per_episode" in start:
-            curves.append((f"RL² before this row's training ({r['rl2_init_from']['row']}'s "
-                           f"policy)", start["per_episode"]))
+            source = r["rl2_init_from"].get("row")
+            curves.append((f"RL² before this row's training ({source}'s policy)" if source
+                           else "RL² before this row's training", start["per_episode"]))
         for label, curve in curves:
             lines.append(f"| {label} | " + " | ".join(
                 f"{np.mean(curve[first - 1:last]):.{3 if bandit else 2}f}"
@@ -233,7 +245,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "",
             "*Bayes-optimal* plays each arm's Beta(1, 1) posterior (the task distribution's own "
             "prior) optimally for the trial's known length, solved exactly by dynamic programming "
-            "(`benchmarks/baselines_bandit_mdp.py`; out of reach for 100 pulls). Its exact "
+            "(`rlmeta/baselines/bayes_optimal.py`; out of reach for 100 pulls). Its exact "
             "expectation over the task distribution is the most any policy can score on "
             "average, so a paper figure above it is evaluation noise; on a row's held-out tasks, "
             "compare RL² with the measured Bayes-optimal column, which saw the same tasks. "
@@ -299,3 +311,16 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path, nargs="?", default=Path(__file__).parent / "results",
+                        metavar="DIR", help="directory of rl2_tables.json (default: %(default)s)")
+    args = parser.parse_args(argv)
+    rows = json.loads((args.dir / "rl2_tables.json").read_text())["rows"]
+    (args.dir / "rl2_tables.md").write_text(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

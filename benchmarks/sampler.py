@@ -1,10 +1,20 @@
-"""Sampler benchmark: Ray workers versus one plain process, weights broadcast, MAML iteration split.
+"""Sampler benchmark: Ray workers against one plain process, and where a training iteration goes.
 
-    .venv/bin/python benchmarks/sampler.py [--steps 40000] [--repeats 3] [--out benchmarks/results]
+    python -m benchmarks.sampler [--steps 40000] [--repeats 3] [--out benchmarks/results]
 
-Writes sampler.json (all numbers) and sampler.md (a table). Target: ratio >= 0.8 with
-2 workers x 10 envs on rlmeta/HalfCheetahVel-v0. The load average at the start and end is
-recorded, because numbers taken on a shared machine are only indicative.
+Measures rlmeta's own code three ways and writes DIR/sampler.json (all numbers) and DIR/sampler.md
+(a table):
+
+- `rlmeta bench sampler` (`rlmeta.distributed.benchmark.sampler_benchmark`) with 2 and 1 workers
+  x 10 envs on rlmeta/HalfCheetahVel-v0, repeated until `--repeats` runs are stable. Target:
+  ratio >= 0.8 with 2 workers.
+- `rlmeta bench sampler-in-process`: what the sampler costs per env step without Ray.
+- A short `rlmeta train` run of MAML-TRPO (`ITERATION_RUN`): its last iteration split into
+  sampling, driver waiting, learner and weights broadcast, as its metrics log records them
+  (`runtime/*`); the first iteration also starts the actors.
+
+The load average at the start and end is recorded, because numbers taken on a shared machine are
+only indicative.
 """
 
 from __future__ import annotations
@@ -13,22 +23,29 @@ import argparse
 import json
 import os
 import platform
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
-import torch
 
-from rlmeta.config import ExperimentConfig
-from rlmeta.distributed.benchmark import sampler_benchmark
-from rlmeta.distributed.ray_runtime import RayRuntime, start_local_ray
-from rlmeta.maml.config import MAMLConfig
-from rlmeta.run import build
-from rlmeta.run.train import draw_task_specs
+from rlmeta.config_io import load_config
+from rlmeta.distributed.benchmark import in_process_benchmark, sampler_benchmark
+from rlmeta.distributed.ray_runtime import start_local_ray
+from rlmeta.metrics import METRICS_FILE, read_metrics
+from rlmeta.run.train import CONFIG_FILE, train
 
 ENV_ID = "rlmeta/HalfCheetahVel-v0"
+ENVS_PER_WORKER = 10
+IN_PROCESS_TASKS = 400  # tasks per loop of the in-process measurement (`rlmeta bench`'s default)
+# The experiment file and overrides of the run whose iteration is split: two iterations of the
+# shipped MAML config at 4 tasks x 10 episodes, on 2 workers x 10 envs.
+ITERATION_RUN = (
+    "experiments/maml_halfcheetah_vel.yaml",
+    ["iterations=2", "maml.meta_batch_size=4", "maml.episodes_per_task=10", "workers=2",
+     f"envs_per_worker={ENVS_PER_WORKER}", "device=cpu", "checkpoint_every=2"],
+)
 # A run whose plain-process rate before and after the Ray run differ by more than this saw the
 # host change speed under it (this VM's rate moves by up to 40% within a minute), so its ratio
 # says nothing about Ray; it is reported, left out of the median and measured again (at most
@@ -54,35 +71,49 @@ def ratio_summary(stable_ratios: list[float]) -> dict[str, Any]:
     }
 
 
-def maml_iteration_timings(workers: int, envs_per_worker: int, iterations: int = 2) -> dict:
-    """Seconds per MAML-TRPO iteration split into sampling, learner and waiting (last iteration;
-    the first one includes actor start-up)."""
-    config = ExperimentConfig(
-        algorithm="maml", env=ENV_ID, workers=workers, envs_per_worker=envs_per_worker,
-        device="cpu", maml=MAMLConfig(meta_batch_size=4, episodes_per_task=envs_per_worker),
-    )
-    env = build.build_env(config)
-    factory = build.algorithm_factory(config, env.observation_space, env.action_space)
-    runtime = RayRuntime(config, factory, build.env_factory(config))
-    rng = np.random.default_rng(0)
-    try:
-        for _ in range(iterations):
-            runtime.timings()
-            start = time.perf_counter()
-            handle = runtime.submit(draw_task_specs(env, config.maml.meta_batch_size, rng))
-            runtime.learn(runtime.collect(handle))
-            total = time.perf_counter() - start
-            timings = runtime.timings()
-    finally:
-        runtime.shutdown()
+def sampler_runs(workers: int, steps: int, repeats: int) -> tuple[list[dict], dict[str, Any]]:
+    """`sampler_benchmark` until `repeats` runs are stable (at most `2 * repeats` runs): every
+    run, and the summary of the stable runs' ratios."""
+    rows, ratios = [], []
+    while len(ratios) < repeats and len(rows) < 2 * repeats:
+        row = {**sampler_benchmark(ENV_ID, workers, ENVS_PER_WORKER, steps), "run": len(rows) + 1}
+        row["stable"] = raw_drift(row) <= MAX_RAW_DRIFT
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        if row["stable"]:
+            ratios.append(row["ratio"])
+    return rows, ratio_summary(ratios)
+
+
+def iteration_split(run_dir: Path) -> dict[str, Any]:
+    """The last iteration of an `rlmeta train` run as its metrics log records it: its seconds,
+    split by the runtime's timings, with the run's sampling settings."""
+    last = read_metrics(run_dir / METRICS_FILE)[-1]
+    config = load_config(run_dir / CONFIG_FILE)
+    settings = config.maml if config.algorithm == "maml" else config.rl2
     return {
-        "workers": workers,
-        "envs_per_worker": envs_per_worker,
-        "meta_batch_size": config.maml.meta_batch_size,
-        "episodes_per_task": config.maml.episodes_per_task,
-        "iteration_s": round(total, 3),
-        **{key: round(value, 4) for key, value in timings.items()},
+        "algorithm": config.algorithm,
+        "env_id": config.env,
+        "workers": config.workers,
+        "envs_per_worker": config.envs_per_worker,
+        "meta_batch_size": settings.meta_batch_size,
+        "episodes_per_task": getattr(settings, "episodes_per_task", None),
+        "iteration": last["iteration"],
+        "iteration_s": round(last["iteration_s"], 3),
+        **{key.removeprefix("runtime/"): round(value, 4)
+           for key, value in last.items() if key.startswith("runtime/")},
     }
+
+
+def train_iteration() -> dict[str, Any]:
+    """Train `ITERATION_RUN` into a scratch directory and split its last iteration."""
+    path, overrides = ITERATION_RUN
+    config = load_config(Path(__file__).resolve().parents[1] / path, overrides)
+    with tempfile.TemporaryDirectory() as scratch:
+        train(config, Path(scratch) / "run")
+        split = iteration_split(Path(scratch) / "run")
+    command = f"rlmeta train {path} " + " ".join(f"--set {o}" for o in overrides)
+    return {**split, "command": command}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -120,34 +151,46 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append("")
     for workers, summary in report["ratio_summary"].items():
         lines.append(
-            f"- {workers} × 10: median ratio **{summary['median']}** over {summary['runs']} "
-            f"stable runs (min {summary['min']}, max {summary['max']})"
+            f"- {workers} × {ENVS_PER_WORKER}: median ratio **{summary['median']}** over "
+            f"{summary['runs']} stable runs (min {summary['min']}, max {summary['max']})"
         )
-    maml = report["maml_iteration"]
+    alone = report["in_process"]
+    tasks = alone["tasks"]
+    options = "" if tasks == IN_PROCESS_TASKS else f" --in-process-tasks {tasks}"
+    split = report["maml_iteration"]
     lines += [
         "",
-        f"MAML-TRPO iteration on {ENV_ID} ({maml['workers']} workers × {maml['envs_per_worker']} "
-        f"envs, {maml['meta_batch_size']} tasks × {maml['episodes_per_task']} episodes, pre- and "
-        f"post-adaptation): {maml['iteration_s']} s total; sampling {maml['sampling_s']} s, "
-        f"driver waiting {maml['waiting_s']} s, learner {maml['learner_s']} s, "
-        f"weights put {maml['broadcast_s']} s, {int(maml['env_steps'])} env steps.",
+        f"Without Ray, in one process ({alone['tasks']} tasks each, alternating): the sampler "
+        f"{alone['sampler_cpu_us_per_step']} µs CPU per env step, a bare loop over the same envs "
+        f"and policy {alone['bare_cpu_us_per_step']} µs (ratio {alone['ratio']}).",
         "",
-        f"Command: `.venv/bin/python benchmarks/sampler.py --steps {report['steps']} "
-        f"--repeats {report['repeats']}` (`make bench` runs it). Where the time goes, and what "
-        "was tried: `sampler_notes.md`.",
+        f"MAML-TRPO iteration on {split['env_id']} ({split['workers']} workers × "
+        f"{split['envs_per_worker']} envs, {split['meta_batch_size']} tasks × "
+        f"{split['episodes_per_task']} episodes, pre- and post-adaptation; `{split['command']}`, "
+        f"iteration {split['iteration'] + 1}): {split['iteration_s']} s total; sampling "
+        f"{split['sampling_s']} s, driver waiting {split['waiting_s']} s, learner "
+        f"{split['learner_s']} s, weights put {split['broadcast_s']} s, "
+        f"{int(split['env_steps'])} env steps.",
+        "",
+        f"Command: `python -m benchmarks.sampler --steps {report['steps']} "
+        f"--repeats {report['repeats']}{options}` (`make bench` runs it). Where the time goes, "
+        "and what was tried: `sampler_notes.md`.",
         "",
     ]
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40_000)
+    parser.add_argument("--steps", type=int, default=40_000,
+                        help="env steps through the Ray workers per run")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="measurements per configuration; the summary gives their median")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+                        help="stable runs per configuration; the summary gives their median")
+    parser.add_argument("--in-process-tasks", type=int, default=IN_PROCESS_TASKS,
+                        help="tasks per loop of the in-process measurement")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                        metavar="DIR", help="directory for sampler.json and sampler.md")
+    args = parser.parse_args(argv)
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "load_before": [round(x, 2) for x in os.getloadavg()],
@@ -156,24 +199,18 @@ def main() -> None:
         "sampler": [],
         "ratio_summary": {},
     }
-    # The runtime's own local start-up (its system settings included); 3 CPUs: 2 workers and
-    # the learner.
+    report["in_process"] = in_process_benchmark(ENV_ID, ENVS_PER_WORKER, args.in_process_tasks)
+    print(json.dumps(report["in_process"]), flush=True)
+    # One local Ray for every run (the runtime's own start-up, its system settings included):
+    # 2 workers and the learner.
     start_local_ray(3)
     try:
         for workers in (2, 1):
-            ratios: list[float] = []
-            run = 0
-            while len(ratios) < args.repeats and run < 2 * args.repeats:
-                run += 1
-                row = {**sampler_benchmark(ENV_ID, workers, 10, args.steps), "run": run}
-                row["stable"] = raw_drift(row) <= MAX_RAW_DRIFT
-                print(json.dumps(row))
-                report["sampler"].append(row)
-                if row["stable"]:
-                    ratios.append(row["ratio"])
-            report["ratio_summary"][workers] = ratio_summary(ratios)
-        report["maml_iteration"] = maml_iteration_timings(2, 10)
-        print(json.dumps(report["maml_iteration"]))
+            rows, report["ratio_summary"][workers] = sampler_runs(workers, args.steps,
+                                                                  args.repeats)
+            report["sampler"] += rows
+        report["maml_iteration"] = train_iteration()
+        print(json.dumps(report["maml_iteration"]), flush=True)
     finally:
         ray.shutdown()
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]

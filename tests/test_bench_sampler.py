@@ -1,8 +1,16 @@
-"""benchmarks/sampler.py: runs whose host changed speed are flagged and kept out of the median."""
+"""benchmarks/sampler.py: runs whose host changed speed are flagged and kept out of the median;
+a training iteration's split is read from an `rlmeta train` run's metrics."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from benchmarks import sampler
+from rlmeta.config_io import load_config
+from rlmeta.run.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def row(run: int, ratio: float, before: float, after: float) -> dict:
@@ -31,15 +39,39 @@ def test_summary_and_table_leave_unstable_runs_out_of_the_median() -> None:
     report = {
         "machine": "x86_64, 2 CPUs", "load_before": [0.1, 0.1, 0.1], "load_after": [2.0, 1, 1],
         "repeats": 3, "steps": 1000, "sampler": rows, "ratio_summary": {2: summary},
+        "in_process": {"tasks": 400, "bare_cpu_us_per_step": 41.6,
+                       "sampler_cpu_us_per_step": 43.6, "ratio": 0.957},
         "maml_iteration": {
-            "workers": 2, "envs_per_worker": 10, "meta_batch_size": 4, "episodes_per_task": 10,
-            "iteration_s": 1.5, "sampling_s": 0.6, "waiting_s": 0.6, "learner_s": 0.9,
-            "broadcast_s": 0.007, "env_steps": 16000.0,
+            "env_id": sampler.ENV_ID, "workers": 2, "envs_per_worker": 10, "meta_batch_size": 4,
+            "episodes_per_task": 10, "iteration": 1, "iteration_s": 1.5, "sampling_s": 0.6,
+            "waiting_s": 0.6, "learner_s": 0.9, "broadcast_s": 0.007, "env_steps": 16000.0,
+            "command": "rlmeta train experiments/maml_halfcheetah_vel.yaml --set iterations=2",
         },
     }
     text = sampler.markdown(report)
     assert "| 0.97 (unstable) |" in text and "| 0.79 |" in text
     assert "median ratio **0.8** over 3 stable runs" in text
+    assert "the sampler 43.6 µs CPU per env step, a bare loop" in text
+    assert ("`rlmeta train experiments/maml_halfcheetah_vel.yaml --set iterations=2`, "
+            "iteration 2): 1.5 s total; sampling 0.6 s") in text
+
+
+def test_the_iteration_split_is_the_last_iteration_of_an_rlmeta_train_run(tmp_path: Path) -> None:
+    path, overrides = sampler.ITERATION_RUN
+    # The benchmark's own run, at a size that trains in seconds and in this process.
+    small = ["maml.meta_batch_size=2", "maml.episodes_per_task=2", "workers=0",
+             "envs_per_worker=2", "env_kwargs.horizon=20"]
+    config = load_config(ROOT / path, [*overrides, *small])
+    assert config.iterations == 2 and config.algorithm == "maml"
+    train(config, tmp_path)
+    split = sampler.iteration_split(tmp_path)
+    last = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
+    assert split["iteration"] == 1 and split["iteration_s"] == round(last["iteration_s"], 3)
+    assert split["sampling_s"] == round(last["runtime/sampling_s"], 4) > 0
+    assert split["learner_s"] == round(last["runtime/learner_s"], 4) > 0
+    # Pre- and post-adaptation episodes of each task: 2 tasks x 2 episodes x 20 steps x 2.
+    assert split["env_steps"] == 160
+    assert (split["workers"], split["meta_batch_size"], split["episodes_per_task"]) == (0, 2, 2)
 
 
 def test_in_process_benchmark_times_both_loops_on_the_same_tasks() -> None:

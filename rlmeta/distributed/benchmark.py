@@ -1,8 +1,8 @@
 """Sampler throughput: env steps per second through the Ray workers versus one plain process.
 
-`sampler_benchmark` is what `rlmeta bench` and `benchmarks/sampler.py` call. Both measurements
-step the same envs with the same MLP policy (one batched forward per step, as in training); the
-only difference is Ray, so `ratio` shows what distribution costs per worker.
+`sampler_benchmark` is what `rlmeta bench` and `python -m benchmarks.sampler` call. Both
+measurements step the same envs with the same MLP policy (one batched forward per step, as in
+training); the only difference is Ray, so `ratio` shows what distribution costs per worker.
 """
 
 from __future__ import annotations
