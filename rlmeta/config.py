@@ -54,6 +54,14 @@ class MAMLConfig:
     """Conjugate-gradient iterations for the TRPO step."""
     cg_damping: float = 1e-5
     """Damping added to the Fisher-vector product."""
+    fisher: str = "exact"
+    """TRPO's metric. exact: the Hessian of the adapted policies' mean KL in θ, each product a
+    double backward through every task's inner loop; adapted: each adapted policy's Fisher at its
+    own θ', the inner step's Jacobian left out (several times cheaper; the meta-gradient stays
+    exact and the line search still enforces the true KL). Not with learn_inner_lr."""
+    fisher_step_stride: int = 1
+    """fisher adapted: take the Fisher on every k-th time step of the post-adaptation episodes
+    (TRPO, Schulman et al. 2015, §6, used 10% of the data: k = 10)."""
     ls_max_steps: int = 15
     """Backtracking line-search steps."""
     ls_backtrack_ratio: float = 0.8

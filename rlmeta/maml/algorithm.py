@@ -20,7 +20,7 @@ from rlmeta.config import ExperimentConfig, MAMLConfig
 from rlmeta.device import resolve_device
 from rlmeta.maml.batch import to_batch
 from rlmeta.maml.inner import StepSize, check_finite, inner_step
-from rlmeta.maml.meta import MetaOutput, TaskBatches, meta_objective
+from rlmeta.maml.meta import MetaOutput, TaskBatches, adapted_fisher_product, meta_objective
 from rlmeta.maml.objectives import ESTIMATORS
 from rlmeta.maml.trpo import (
     backtracking_line_search,
@@ -64,6 +64,16 @@ def validate_maml_config(config: MAMLConfig) -> None:
         raise ValueError(
             "maml.learn_inner_lr needs a gradient-based outer loop; expected outer trpo or ppo "
             "with Reptile's fixed step size"
+        )
+    if config.fisher == "exact" and config.fisher_step_stride != 1:
+        raise ValueError(
+            f"maml.fisher_step_stride {config.fisher_step_stride} applies to fisher adapted; "
+            f"expected 1 with fisher exact"
+        )
+    if config.fisher == "adapted" and config.learn_inner_lr:
+        raise ValueError(
+            "maml.fisher adapted has no metric for learned step sizes; expected fisher exact "
+            "with learn_inner_lr true"
         )
     if not 0 < config.ls_backtrack_ratio < 1:
         raise ValueError(
@@ -310,7 +320,11 @@ class MAMLAlgorithm:
         old_loss = float(out.loss.detach())
         grads = flat(torch.autograd.grad(out.loss, leaves, retain_graph=True))
         check_finite("meta-gradient", grads)
-        fisher_product = hessian_vector_product(out.kl, leaves, cfg.cg_damping)
+        if cfg.fisher == "adapted":
+            fisher_product = adapted_fisher_product(
+                self.policy, tasks, out.adapted, cfg.cg_damping, cfg.fisher_step_stride)
+        else:
+            fisher_product = hessian_vector_product(out.kl, leaves, cfg.cg_damping)
         direction = conjugate_gradient(fisher_product, grads, cfg.cg_iters)
         curvature = float(direction @ fisher_product(direction))
         check_finite("TRPO search direction", direction)
