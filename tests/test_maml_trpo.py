@@ -119,9 +119,10 @@ def _measured_kl(algorithm, before, after, results):
     return float(np.mean(kls))
 
 
+@pytest.mark.parametrize("fisher", ["adapted", "exact"])
 @pytest.mark.parametrize(("max_kl", "learn_inner_lr"), [(0.01, False), (1e-4, True)])
-def test_every_accepted_trpo_step_respects_max_kl(max_kl, learn_inner_lr):
-    algorithm, envs = _algorithm(max_kl=max_kl, learn_inner_lr=learn_inner_lr)
+def test_every_accepted_trpo_step_respects_max_kl(max_kl, learn_inner_lr, fisher):
+    algorithm, envs = _algorithm(max_kl=max_kl, learn_inner_lr=learn_inner_lr, fisher=fisher)
     accepted = 0
     for iteration in range(3):
         results = sample_meta_batch(algorithm, envs, _specs(envs, 3, iteration), iteration)

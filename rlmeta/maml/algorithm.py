@@ -22,7 +22,7 @@ from rlmeta.losses import masked_mean
 from rlmeta.maml.batch import to_batch
 from rlmeta.maml.config import MAMLConfig
 from rlmeta.maml.inner import StepSize, check_finite, inner_step
-from rlmeta.maml.meta import MetaOutput, TaskBatches, meta_objective
+from rlmeta.maml.meta import MetaOutput, TaskBatches, adapted_fisher_product, meta_objective
 from rlmeta.maml.trpo import (
     backtracking_line_search,
     conjugate_gradient,
@@ -309,7 +309,12 @@ class MAMLAlgorithm:
         old_loss = float(out.loss.detach())
         grads = flat(torch.autograd.grad(out.loss, leaves, retain_graph=True))
         check_finite("meta-gradient", grads)
-        fisher_product = hessian_vector_product(out.kl, leaves, cfg.cg_damping)
+        if cfg.fisher == "adapted":
+            fisher_product = adapted_fisher_product(
+                self.policy, self._policy_params(), self._step_size(), tasks, out.adapted,
+                cfg.cg_damping, cfg.fisher_step_stride)
+        else:
+            fisher_product = hessian_vector_product(out.kl, leaves, cfg.cg_damping)
         direction = conjugate_gradient(fisher_product, grads, cfg.cg_iters)
         curvature = float(direction @ fisher_product(direction))
         check_finite("TRPO search direction", direction)

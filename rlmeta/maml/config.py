@@ -52,6 +52,14 @@ class MAMLConfig(Settings):
     """Conjugate-gradient iterations for the TRPO step."""
     cg_damping: NonNegativeFloat = 1e-5
     """Damping added to the Fisher-vector product."""
+    fisher: Literal["adapted", "exact"] = "adapted"
+    """TRPO's metric. adapted: each adapted policy's Fisher matrix at its own θ', the inner
+    step's Jacobian in θ left out (several times cheaper; the meta-gradient stays exact and the
+    line search still enforces the true KL). exact: the Hessian of the adapted policies' mean KL
+    in θ, each product a double backward through every task's inner loop."""
+    fisher_step_stride: PositiveInt = 10
+    """fisher adapted: take the Fisher on every k-th time step of the post-adaptation episodes
+    (TRPO, Schulman et al. 2015, §6, used 10% of the data: k = 10). exact uses every step."""
     ls_max_steps: PositiveInt = 15
     """Backtracking line-search steps."""
     ls_backtrack_ratio: Annotated[Float, Field(gt=0, lt=1)] = 0.8

@@ -4,6 +4,7 @@ RL loss of §3.2): `J(θ) = mean_tasks J_post(θ'_task(θ))`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ from torch.distributions import Distribution
 from rlmeta.maml.batch import EpisodeBatch
 from rlmeta.maml.inner import StepSize, adapt, check_finite
 from rlmeta.maml.objectives import clipped_surrogate, mean_kl, surrogate
+from rlmeta.maml.trpo import flat, hessian_vector_product
 from rlmeta.policies import Params
 
 
@@ -81,3 +83,61 @@ def meta_objective(
     loss = -torch.stack(objectives).mean()
     check_finite("meta loss (post-adaptation surrogate)", loss)
     return MetaOutput(loss=loss, kl=torch.stack(kls).mean(), old=olds, adapted=adapted_all)
+
+
+def adapted_fisher_product(
+    policy,
+    params: Params,
+    step_size: StepSize,
+    tasks: list[TaskBatches],
+    adapted: list[Params],
+    damping: float,
+    step_stride: int = 1,
+) -> Callable[[Tensor], Tensor]:
+    """`v ↦ (mean_tasks J̃ᵀ F(θ'_task) J̃ + damping·I) v`: the Fisher matrix of each adapted
+    policy at its own parameters, averaged over the meta-batch.
+
+    The exact TRPO metric of MAML is the Hessian of the mean KL of the adapted policies with
+    respect to the meta-parameters, `mean_tasks Jᵀ F(θ'_task) J` with `J = ∂θ'/∂θ`; each of its
+    products is a double backward through every task's differentiable inner loop. This
+    preconditioner takes `J̃ = I` (J = I + O(α)), so a product costs one double backward through
+    the policy on the post-adaptation episodes. With a learned per-parameter step size α
+    (Meta-SGD) the meta-parameters are (θ, α) and `θ' = θ − α ⊙ Σ_k g_k`, so `J̃ = [I, −diag(d)]`
+    with `d = Σ_k g_k = (θ − θ')/α` read off the adapted parameters (the inner gradients' own
+    dependence on θ and α left out alike). Only the metric is approximated: the meta-gradient
+    stays exact and the line search still enforces the true KL. `adapted` holds one parameter
+    dict per task, keyed and ordered as `params`. With `step_stride` k the Fisher is taken on
+    every k-th time step of the post-adaptation episodes (TRPO, Schulman et al. 2015, §6: 10%).
+    """
+    leaves = [{name: p.detach().requires_grad_(True) for name, p in task_params.items()}
+              for task_params in adapted]
+    kls = []
+    for task, task_params in zip(tasks, leaves, strict=True):
+        observations = task.post.observations[::step_stride]
+        kls.append(mean_kl(
+            detached_distribution(policy, task_params, observations),
+            policy.distribution(observations, task_params),
+            task.post.mask[::step_stride],
+        ))
+    # KL of task i depends on θ'_i alone, so the Hessian over all tasks' leaves is block-diagonal
+    # with blocks F(θ'_i) / n: products with each task's J̃v, summed over tasks, give the mean.
+    blocks = hessian_vector_product(
+        torch.stack(kls).mean(), [p for task_params in leaves for p in task_params.values()]
+    )
+    count, size = len(leaves), sum(p.numel() for p in params.values())
+    moves = None
+    if isinstance(step_size, dict):
+        theta = flat([p.detach() for p in params.values()])
+        alpha = flat([step_size[name].detach() for name in params])
+        moves = torch.stack([(theta - flat([p.detach() for p in task_params.values()])) / alpha
+                             for task_params in adapted])
+
+    def product(vector: Tensor) -> Tensor:
+        on_theta = vector[:size]
+        if moves is None:
+            per_task = blocks(on_theta.repeat(count)).view(count, size)
+            return per_task.sum(0) + damping * vector
+        per_task = blocks((on_theta - moves * vector[size:]).reshape(-1)).view(count, size)
+        return torch.cat([per_task.sum(0), -(moves * per_task).sum(0)]) + damping * vector
+
+    return product
