@@ -6,7 +6,8 @@ For each case one meta-batch is sampled once (the experiment file's settings, se
 process), then `update` is timed on it for each metric in turn, every variant starting from the
 same weights, `--repeats` rounds alternating the variants so a drifting host slows each alike.
 `exact` is the metric the learner used before `adapted` (its code path is unchanged), so the
-ratio `exact / variant` is the speed-up over it. One torch thread, as a learner with `learner_cpus: 1`.
+ratio `exact / variant` is the speed-up over it. One torch thread, as a learner with
+`learner_cpus: 1`.
 
 `--end-to-end N` also trains each case's variants for N iterations through `rlmeta train` with
 2 rollout workers and reports the median seconds per iteration over iterations 2..N.
