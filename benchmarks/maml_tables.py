@@ -66,7 +66,7 @@ _LOCOMOTION = {
     "env_kwargs": {"horizon": 100},
     "maml": {"meta_batch_size": 40, "episodes_per_task": 20},
 }
-# pytorch-maml-rl on this machine kind (REFERENCES.md, "The peer").
+# pytorch-maml-rl on this machine kind (docs/references.md, "The peer").
 ENVS: dict[str, EnvSetup] = {
     "navigation2d": EnvSetup(
         "experiments/maml_navigation2d.yaml",
@@ -364,11 +364,11 @@ def _load(run: dict[str, Any]) -> str:
 def _peer_lines(result: dict[str, Any]) -> list[str]:
     peer, maml = result["peer"], result["runs"]["maml"]
     if not peer:
-        return ["No peer numbers for this env in REFERENCES.md."]
+        return ["No peer numbers for this env in docs/references.md."]
     policy = maml["config"]["policy"]
     ours = "x".join(map(str, policy["hidden_sizes"])) + " " + policy["activation"]
     lines = [
-        "## Against the peer (pytorch-maml-rl on this machine kind, REFERENCES.md)",
+        "## Against the peer (pytorch-maml-rl on this machine kind, docs/references.md)",
         "",
         f"The peer ran its own config, a {peer['policy']} policy; rlmeta here runs the paper's "
         f"{ours}, so time per iteration is not like for like (a larger network costs the "

@@ -46,9 +46,9 @@ ITERATION_RUN = (
     ["iterations=2", "maml.meta_batch_size=4", "maml.episodes_per_task=10", "workers=2",
      f"envs_per_worker={ENVS_PER_WORKER}", "device=cpu", "checkpoint_every=2"],
 )
-# A run whose plain-process rate before and after the Ray run differ by more than this saw the
-# host change speed under it (this VM's rate moves by up to 40% within a minute), so its ratio
-# says nothing about Ray; it is reported, left out of the median and measured again (at most
+# A run whose plain-process rate before and after the Ray run differ by more than this saw the host
+# change speed under it (a shared VM's rate can move by tens of percent within a minute), so its
+# ratio says nothing about Ray; it is reported, left out of the median and measured again (at most
 # `repeats` extra runs).
 MAX_RAW_DRIFT = 0.10
 

@@ -174,7 +174,7 @@ class ExperimentConfig(Settings):
     """CPUs the learner actor reserves, and the torch threads it computes with (Ray's rule:
     threads = reserved CPUs); with `workers: 0`, the threads of the one training process. More
     speeds up updates where nothing else runs on the cores; with another busy process on them,
-    the extra threads stall each other (README, "Distributed training")."""
+    the extra threads stall each other (docs/cluster.md, "On one machine")."""
     mode: Literal["sync", "async"] = "sync"
     """sync: sample iteration v with weights v; async: sample while the learner updates."""
     max_staleness: PositiveInt = 1

@@ -72,7 +72,7 @@ class RL2Config(Settings):
     reproduction of the RL² tables used 0.01)."""
     reward_scale: PositiveFloat = 1.0
     """Multiplies rewards in value targets and advantages only; policy inputs keep raw rewards.
-    Aim for discounted trial returns of order 1-10 (README, "What rlmeta does")."""
+    Aim for discounted trial returns of order 1-10 (docs/algorithms.md, "RL²")."""
     eval_actions: ActionMode = "sample"
     """How evaluation acts: sample, as training does; or mode, the policy's most probable action
     (the mean of a Gaussian head). Training always samples."""
