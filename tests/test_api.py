@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_train import TargetEnv
 
 import rlmeta
 from rlmeta import checkpoint, tasks
@@ -191,6 +192,47 @@ def test_eval_every_logs_rlmeta_evaluate_and_picks_best_by_it(tmp_path: Path) ->
     best = checkpoint.load_checkpoint(checkpoint.best_path(run_dir))
     assert best["iteration"] == max(scores, key=scores.get)
     assert best["best_score"] == max(scores.values())
+
+
+class SplitEnv(TargetEnv):
+    """An env with its own train and test tasks (as Meta-World's): each split's env rejects the
+    other split's tasks."""
+
+    task_splits = ("train", "test")
+
+    def __init__(self, split: str = "train") -> None:
+        super().__init__()
+        self.split = split
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        return [{**task, "split": self.split} for task in super().sample_tasks(n, rng)]
+
+    def set_task(self, task: dict[str, Any]) -> None:
+        if task["split"] != self.split:
+            raise ValueError(f"a {task['split']} task on a {self.split} env")
+        super().set_task(task)
+
+
+def test_eval_every_evaluates_an_env_with_its_own_splits_on_the_test_split(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    rlmeta.train({**MAML, "env": f"{__name__}:SplitEnv"}, run_dir, overrides={"eval_every": 2})
+    row = read_metrics(run_dir / METRICS_FILE)[-1]
+    assert row["eval/failed_tasks"] == 0
+    for key, value in evaluate_means(run_dir).items():
+        assert row[f"eval/{key}"] == pytest.approx(value, rel=1e-9), key
+
+
+@pytest.mark.ray
+def test_eval_every_on_ray_workers_logs_what_the_local_runtime_does(tmp_path: Path) -> None:
+    logged = []
+    for workers in (0, 1):
+        rlmeta.train(MAML, tmp_path / str(workers),
+                     overrides={"workers": workers, "envs_per_worker": 2, "eval_every": 1})
+        rows = read_metrics(tmp_path / str(workers) / METRICS_FILE)
+        logged.append([{k: v for k, v in row.items() if k.startswith("eval/")} for row in rows])
+    assert logged[0] == logged[1] and len(logged[0]) == 2 and logged[0][0]
 
 
 def test_import_rlmeta_does_not_load_torch_until_the_api_is_used() -> None:

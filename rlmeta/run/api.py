@@ -90,4 +90,7 @@ def load(checkpoint_or_run_dir: str | Path, seed: int = 0) -> Policy:
     config = config_from_dict(state["config"])
     algorithm = build.build_algorithm(config, "cpu")
     algorithm.load_state_dict(state["runtime"]["algorithm"])
+    if not callable(getattr(algorithm, "inference_policy", None)):
+        raise TypeError(f"algorithm {config.algorithm!r} ({type(algorithm).__name__}) has no "
+                        f"inference_policy; expected the Algorithm contract's method for load")
     return algorithm.inference_policy(seed)
