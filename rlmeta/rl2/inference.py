@@ -64,8 +64,9 @@ class RL2Policy:
         episodes: Sequence[Episode] | None = None,
         steps: int | None = None,
     ) -> RL2Policy:
-        """A new trial on `env`'s task (set to `task` when given), sharing this policy's action
-        stream. RL² adapts in its hidden state as it acts, so it takes no episodes or steps."""
+        """A new trial on `env`'s task (set to `task` when given), its trials counted from 0,
+        sharing this policy's seed and action stream. RL² adapts in its hidden state as it
+        acts, so it takes no episodes or steps."""
         if episodes is not None or steps is not None:
             raise ValueError("RL² adapts in its hidden state while it acts; adapt takes an env "
                              "and task, not episodes or steps")
@@ -75,7 +76,7 @@ class RL2Policy:
         trial._algorithm, trial.generator = self._algorithm, self.generator
         trial._actor = RecurrentActor(
             self._algorithm.policy, self.generator, self._algorithm.settings.eval_actions)
-        trial.seed, trial.trial = self.seed, self.trial - 1
+        trial.seed, trial.trial = self.seed, -1  # reset() below starts trial 0
         return trial.reset()
 
     def act(self, observation: np.ndarray, deterministic: bool = False) -> Any:
