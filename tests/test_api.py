@@ -133,6 +133,12 @@ def test_maml_adapt_on_sampled_and_on_passed_episodes_agree(maml_run: Path) -> N
         torch.testing.assert_close(value, from_loop.params[name])
         assert not torch.equal(value, theta[name])
     assert policy.steps == 0  # adapt returned a new policy; the loaded one is still θ
+    observation, _ = env.reset(seed=0)
+    mean = policy.reset(seed=3).act(observation, deterministic=True)
+    policy.observe(0.0, False, False)
+    assert np.array_equal(mean, policy.act(observation, deterministic=True))
+    policy.observe(0.0, True, False)
+    assert len(policy.episodes) == 1
     with pytest.raises(ValueError, match="either an env"):
         agent.adapt(env, episodes=recorded)
     with pytest.raises(ValueError, match="no episodes"):
@@ -164,14 +170,21 @@ def test_train_with_overrides_and_a_callback_that_stops_then_resume(tmp_path: Pa
         rows.append(row)
         return row["iteration"] < 1
 
-    run_dir = tmp_path / "run"
-    last = rlmeta.train(MAML, run_dir, callbacks=[stop_after_two], overrides={"iterations": 4})
+    run_dir, overrides = tmp_path / "run", {"iterations": 4, "eval_every": 1}
+    last = rlmeta.train(MAML, run_dir, callbacks=[stop_after_two], overrides=overrides)
     assert [row["iteration"] for row in rows] == [0, 1] and last["iteration"] == 1
     assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(run_dir))["iteration"] == 2
     config = rlmeta.make_config(run_dir / "config.yaml")
     assert config.iterations == 4
     rlmeta.train(config, run_dir, callbacks=[rows.append], resume=True)
     assert [row["iteration"] for row in rows] == [0, 1, 2, 3]
+    # Stopped by a callback and resumed, the run (held-out evaluations included) is the
+    # uninterrupted one.
+    rlmeta.train(MAML, tmp_path / "whole", overrides=overrides)
+    whole = read_metrics(tmp_path / "whole" / METRICS_FILE)
+    learned = [[{k: v for k, v in row.items() if k.startswith(("eval/", "return/", "kl"))}
+                for row in run] for run in (whole, read_metrics(run_dir / METRICS_FILE))]
+    assert learned[0] == learned[1] and "eval/return/step_1" in learned[0][3]
     with pytest.raises(ValueError, match="maml.inner_lrr"):
         rlmeta.make_config(MAML, overrides={"maml.inner_lrr": 0.1})
 
