@@ -21,6 +21,7 @@ from rlmeta.rollout import Rollout
 
 if TYPE_CHECKING:
     from rlmeta.config import ExperimentConfig, Settings
+    from rlmeta.inference import Policy
 
 Weights = dict[str, torch.Tensor]
 
@@ -105,6 +106,11 @@ class Algorithm(Protocol):
         self, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
     ) -> dict[str, float]:
         """Fast-adaptation evaluation on one task: MAML `return/step_k`, RL² `return/episode_i`."""
+
+    def inference_policy(self, seed: int = 0) -> Policy:
+        """The current weights as a policy for a plain Gymnasium loop (what `rlmeta.load`
+        returns): adapting as `evaluate_task` does, its actions drawn from a stream seeded by
+        `seed`, so a loop in evaluation's order of episodes and seeds gets evaluation's returns."""
 
     def state_dict(self) -> dict[str, Any]:
         """Weights (under "weights", as `get_weights` returns them: what `init_from` reads),

@@ -159,7 +159,10 @@ class ExperimentConfig(Settings):
     keep_checkpoints: PositiveInt = 3
     """How many recent checkpoints to keep (the best is kept as well)."""
     eval_tasks: PositiveInt = 40
-    """Held-out tasks for `rlmeta evaluate`."""
+    """Held-out tasks for `rlmeta evaluate` and for the evaluation during training."""
+    eval_every: NonNegativeInt = 0
+    """Evaluate on held-out tasks every this many iterations while training, logged as `eval/*`
+    (which then picks `best.pt`); 0: never."""
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     """Network shape."""
     workers: NonNegativeInt = 2

@@ -3,11 +3,19 @@
 A task environment is any `gymnasium.Env` whose unwrapped env has
 `sample_tasks(n, rng) -> list[task]`, `set_task(task)` and `get_task()`. A task is a small
 picklable value (a dict of plain numbers). Nothing here assumes a particular family.
+
+Envs written for other meta-RL libraries (RLlib's `TaskSettableEnv`, learn2learn's `MetaEnv`,
+ProMP) have `sample_tasks(n)` and draw from their own RNG, usually numpy's global one; for
+those, each call is seeded from the caller's `rng` (see `sample_tasks`), so runs stay
+reproducible.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import random
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -26,7 +34,7 @@ def make_task_env(env: str, **kwargs: Any) -> gym.Env:
         raise ValueError(f"env must be a gymnasium id or 'module:Class', got {env!r}")
     instance = _make_from_class(env, kwargs) if ":" in env else _make_from_id(env, kwargs)
     try:
-        task_env(instance)
+        check_protocol(instance)
     except TypeError as error:
         instance.close()
         raise ValueError(f"env {env!r}: {error}") from None
@@ -100,11 +108,80 @@ def task_env(env: gym.Env) -> Any:
     return inner
 
 
+def check_protocol(env: gym.Env) -> Any:
+    """`task_env`, and each method callable as the protocol calls it: `sample_tasks(n, rng)` or
+    `sample_tasks(n)`, `set_task(task)`, `get_task()`; a `TypeError` naming the one that is not."""
+    inner = task_env(env)
+    expected = {"sample_tasks": "sample_tasks(n, rng) or sample_tasks(n)",
+                "set_task": "set_task(task)", "get_task": "get_task()"}
+    fits = {"sample_tasks": _accepts(inner.sample_tasks, 2) or _accepts(inner.sample_tasks, 1),
+            "set_task": _accepts(inner.set_task, 1), "get_task": _accepts(inner.get_task, 0)}
+    for name, ok in fits.items():
+        if not ok:
+            signature = _plain_signature(getattr(inner, name))
+            raise TypeError(f"{type(inner).__name__}.{name}{signature} does not fit the task "
+                            f"protocol; expected {expected[name]}")
+    return inner
+
+
+def _plain_signature(method: Callable[..., Any]) -> inspect.Signature:
+    """The signature without annotations: `(n_tasks, rng=None)`."""
+    signature = inspect.signature(method)
+    empty = inspect.Parameter.empty
+    return signature.replace(
+        parameters=[p.replace(annotation=empty) for p in signature.parameters.values()],
+        return_annotation=empty,
+    )
+
+
+def _accepts(method: Callable[..., Any], count: int) -> bool:
+    """Whether `method` can be called with `count` positional arguments (True when its
+    signature cannot be read, e.g. a builtin)."""
+    try:
+        inspect.signature(method).bind(*([None] * count))
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
 def sample_tasks(env: gym.Env, n: int, rng: np.random.Generator) -> list[Any]:
-    """Sample `n` tasks; deterministic given `rng`."""
+    """Sample `n` tasks; deterministic given `rng`.
+
+    An env whose `sample_tasks` takes only `n` is called with numpy's global RNG, Python's
+    `random` and the env's `np_random` all seeded by one integer drawn from `rng`, and those
+    RNGs restored afterwards.
+    """
     if n < 1:
         raise ValueError(f"number of tasks must be >= 1, got {n}")
-    return list(task_env(env).sample_tasks(n, rng))
+    inner = task_env(env)
+    if _accepts(inner.sample_tasks, 2):
+        drawn = list(inner.sample_tasks(n, rng))
+    else:
+        drawn = _sample_seeded(inner, n, int(rng.integers(0, 2**31 - 1)))
+    if len(drawn) != n:
+        raise ValueError(f"{type(inner).__name__}.sample_tasks returned {len(drawn)} tasks; "
+                         f"expected {n}")
+    return drawn
+
+
+def _sample_seeded(inner: Any, n: int, seed: int) -> list[Any]:
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    # gymnasium keeps the env's generator and its seed in these two attributes.
+    own = {key: getattr(inner, key, None) for key in ("_np_random", "_np_random_seed")}
+    try:
+        np.random.seed(seed)
+        random.seed(seed)
+        if isinstance(inner, gym.Env):
+            inner.np_random = np.random.default_rng(seed)
+        return list(inner.sample_tasks(n))
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        if isinstance(inner, gym.Env):
+            for key, value in own.items():
+                setattr(inner, key, value)
 
 
 def set_task(env: gym.Env, task: Any) -> None:

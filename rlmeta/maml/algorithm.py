@@ -35,7 +35,7 @@ from rlmeta.rollout import Rollout, sample_rollout
 
 POLICY_PREFIX = "policy/"
 STEP_SIZE_PREFIX = "inner_lr/"
-_TRAIN, _EVAL = 0, 1
+_TRAIN, EVAL = 0, 1
 DEFAULT_ADAPT_STEPS = 3  # the paper's curves: 0..3 gradient steps
 
 
@@ -94,6 +94,7 @@ class MAMLAlgorithm:
     ):
         self.config = config
         self.maml = config.maml
+        self.action_space = action_space
         self.device = torch.device(resolve_device(device))
         # Same initial weights in every process built from the same config.
         with torch.random.fork_rng(devices=[]):
@@ -199,22 +200,56 @@ class MAMLAlgorithm:
         params, _ = self._cpu_params_and_step_size()
         rollouts = []
         for stage in range(len(step_sizes) + 1):
-            actor = FeedForwardActor(self.policy, params, generator)
-            rollout = sample_rollout(
-                envs, actor, num_sequences=self.maml.episodes_per_task,
-                seed=stage_seed(spec.seed, purpose, stage), task=spec.task,
-                weights_version=weights_version,
+            rollout = self.sample_stage(
+                envs, params, generator, stage_seed(spec.seed, purpose, stage), spec.task,
+                weights_version,
             )
             rollouts.append(rollout)
             if stage < len(step_sizes):
-                # First order suffices: the worker needs only the values of θ'.
-                with torch.enable_grad():
-                    params = inner_step(
-                        self.policy, params, self._batch(rollout, "cpu"), step_sizes[stage],
-                        self.maml.estimator, first_order=True, where=f" on task {spec.task!r}",
-                    )
-                params = {n: p.detach() for n, p in params.items()}
+                params = self.adapted_params(params, rollout, step_sizes[stage])
         return rollouts
+
+    def sample_stage(
+        self,
+        envs: list[gym.Env],
+        params: Params,
+        generator: torch.Generator,
+        seed: int,
+        task: Any,
+        weights_version: int = 0,
+    ) -> Rollout:
+        """`episodes_per_task` episodes with `params`, episode j reset with `seed + j`."""
+        actor = FeedForwardActor(self.policy, params, generator)
+        return sample_rollout(
+            envs, actor, num_sequences=self.maml.episodes_per_task, seed=seed, task=task,
+            weights_version=weights_version,
+        )
+
+    def adapted_params(self, params: Params, rollout: Rollout, step_size: StepSize) -> Params:
+        """θ' after one inner step from `params` on `rollout`, as plain CPU values."""
+        # First order suffices: the worker needs only the values of θ'.
+        with torch.enable_grad():
+            adapted = inner_step(
+                self.policy, params, self._batch(rollout, "cpu"), step_size,
+                self.maml.estimator, first_order=True, where=f" on task {rollout.task!r}",
+            )
+        return {n: p.detach() for n, p in adapted.items()}
+
+    def eval_step_size(self, step: int) -> StepSize:
+        """The step size of inner step `step` (from 0) in evaluation: the learned one, or
+        `maml.eval_inner_lrs` (its last entry for every later step)."""
+        _, learned = self._cpu_params_and_step_size()
+        if self.step_sizes:
+            return learned
+        lrs = self.maml.eval_inner_lrs
+        return lrs[min(step, len(lrs) - 1)]
+
+    def inference_policy(self, seed: int = 0) -> Any:
+        """The current weights as a `rlmeta.inference.Policy` (`MAMLPolicy`) for a plain
+        Gymnasium loop; `seed` seeds its action sampling."""
+        from rlmeta.maml.inference import MAMLPolicy  # it builds on this module
+
+        return MAMLPolicy(self, seed)
 
     def run_task(self, envs: list[gym.Env], spec: TaskSpec, weights_version: int) -> TaskResult:
         _, step = self._cpu_params_and_step_size()
@@ -233,12 +268,8 @@ class MAMLAlgorithm:
     ) -> dict[str, float]:
         if adapt_steps < 0:
             raise ValueError(f"adapt_steps must be >= 0, got {adapt_steps}")
-        _, learned = self._cpu_params_and_step_size()
-        lrs = self.maml.eval_inner_lrs
-        steps: list[StepSize] = [
-            learned if self.step_sizes else lrs[min(k, len(lrs) - 1)] for k in range(adapt_steps)
-        ]
-        rollouts = self._sample_and_adapt(envs, spec, self.updates, steps, _EVAL)
+        steps = [self.eval_step_size(k) for k in range(adapt_steps)]
+        rollouts = self._sample_and_adapt(envs, spec, self.updates, steps, EVAL)
         metrics = {f"return/step_{k}": r.mean_return() for k, r in enumerate(rollouts)}
         for k, rollout in enumerate(rollouts):
             if rollout.successes is not None:

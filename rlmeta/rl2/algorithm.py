@@ -112,6 +112,7 @@ class RL2Algorithm:
     ) -> None:
         self.config = config
         self.settings = config.rl2
+        self.action_space = action_space
         self.device = torch.device(resolve_device(device))
         # Initial weights come from the global torch RNG, which `rlmeta.run.build.build_algorithm`
         # seeds (forked) so every process building from the same config gets the same weights.
@@ -233,6 +234,13 @@ class RL2Algorithm:
             envs, spec, weights_version=self.updates, actions=self.settings.eval_actions
         )
         return trial_metrics(rollout.episode_returns(), rollout.successes)
+
+    def inference_policy(self, seed: int = 0) -> Any:
+        """The current weights as a `rlmeta.inference.Policy` (`RL2Policy`) for a plain
+        Gymnasium loop; `seed` seeds its action sampling."""
+        from rlmeta.rl2.inference import RL2Policy  # it builds on this module
+
+        return RL2Policy(self, seed)
 
     # -- learner side ------------------------------------------------------------------------
 

@@ -140,6 +140,42 @@ def default_adapt_steps(config: ExperimentConfig) -> int:
     return build.algorithm_of(config).default_adapt_steps(config)
 
 
+class HeldOutEvaluation:
+    """The evaluation `rlmeta evaluate` runs, of a training run's current weights, during
+    training (`eval_every`): the same held-out tasks and seeds every time, through
+    `runtime.evaluate` on the training runtime's workers. An env with its own task splits
+    (Meta-World) evaluates the test split's tasks on envs of that split, in the driver process,
+    since the training workers' envs hold only the train split."""
+
+    def __init__(self, config: ExperimentConfig, runtime: Any) -> None:
+        held_out = evaluation_config(config, "test")
+        env = build.build_env(held_out)
+        try:
+            self.specs = evaluation_specs(held_out, env, config.eval_tasks, "test")
+            spaces = (env.observation_space, env.action_space)
+        finally:
+            env.close()
+        self.adapt_steps = default_adapt_steps(config)
+        self.training_runtime, self.own_runtime = runtime, None
+        if held_out.env_kwargs != config.env_kwargs:
+            self.own_runtime = build.make_runtime(with_changes(held_out, workers=0), *spaces)
+
+    def run(self) -> dict[str, float]:
+        """Means over the held-out tasks, e.g. MAML `return/step_k`, RL² `return/trial`."""
+        if self.own_runtime is None:
+            outcomes = self.training_runtime.evaluate(self.specs, self.adapt_steps)
+        else:
+            outcomes = self.own_runtime.evaluate(
+                self.specs, self.adapt_steps, weights=self.training_runtime.get_weights())
+        rows, failed = _split_failures(outcomes)
+        means = {s.key: s.mean for s in summarize("meta-learned", rows)}
+        return {**means, "failed_tasks": float(failed)}
+
+    def close(self) -> None:
+        if self.own_runtime is not None:
+            self.own_runtime.shutdown()
+
+
 @dataclass
 class EvaluationReport:
     checkpoint: Path

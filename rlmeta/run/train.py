@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ from rlmeta.run import build
 CONFIG_FILE = "config.yaml"
 SEED_BOUND = 2**31 - 1
 _DRIVER_KEYS = ("iteration", "env_steps", "time_s")
+EVAL_PREFIX = "eval/"  # held-out evaluation's scalars during training (`eval_every`)
+
+Callback = Callable[[dict[str, Any]], bool | None]
+"""Called with each iteration's logged row; returning False ends the session (see `train`)."""
 
 
 def draw_task_specs(env: gym.Env, count: int, rng: np.random.Generator) -> list[TaskSpec]:
@@ -45,8 +50,10 @@ def meta_batch_size(config: ExperimentConfig) -> int:
 
 
 def best_metric(config: ExperimentConfig) -> str:
-    """The scalar that picks `best.pt` (the algorithm's answer, e.g. MAML's adapted return)."""
-    return build.algorithm_of(config).best_metric(config)
+    """The scalar that picks `best.pt`: the algorithm's answer (e.g. MAML's adapted return), on
+    the held-out evaluation's tasks when `eval_every` is set, else on the training meta-batch."""
+    metric = build.algorithm_of(config).best_metric(config)
+    return EVAL_PREFIX + metric if config.eval_every else metric
 
 
 def progress_keys(config: ExperimentConfig) -> tuple[str, ...]:
@@ -67,14 +74,17 @@ def train(
     run_dir: str | Path,
     resume: bool = False,
     stop_after: int | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Train per `config`, writing config, metrics and checkpoints to `run_dir`.
 
     `resume=True` continues from the newest checkpoint in `run_dir` exactly where it stopped.
     `stop_after` ends this session (with a checkpoint) after that many iterations, as a job's
     time slot would; `rlmeta resume` continues it. A new run with `config.init_from` starts from
-    that checkpoint's policy weights (`rlmeta.warm_start`). Returns the last metrics row plus the
-    run dir.
+    that checkpoint's policy weights (`rlmeta.warm_start`). Each of `callbacks` is called with
+    every iteration's logged row, before that iteration's checkpoint is written; one returning
+    False ends the session there, with a checkpoint, as `stop_after` would. Returns the last
+    metrics row plus the run dir.
     """
     run_dir = Path(run_dir)
     if stop_after is not None and stop_after < 1:
@@ -99,7 +109,7 @@ def train(
             # Written once the run can start, so a run that cannot leaves nothing behind.
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, run_dir / CONFIG_FILE)
-        driver = _Driver(config, run_dir, runtime, env, state)
+        driver = _Driver(config, run_dir, runtime, env, state, tuple(callbacks))
     except BaseException:
         if runtime is not None:
             runtime.shutdown()
@@ -152,8 +162,11 @@ class _Driver:
         runtime: Any,
         env: gym.Env,
         state: dict[str, Any],
+        callbacks: tuple[Callback, ...] = (),
     ) -> None:
         self.config, self.run_dir, self.runtime, self.env = config, run_dir, runtime, env
+        self.callbacks = callbacks
+        self.evaluation: Any = None  # the held-out evaluation, built at its first use
         self.completed: int = state["iteration"]
         self.env_steps: int = state["env_steps"]
         self.best_score: float | None = state["best_score"]
@@ -185,9 +198,17 @@ class _Driver:
             while len(self.in_flight) < depth and submitted < end:
                 self._submit()
                 submitted += 1
-            row = self._learn(results, start)
+            scalars = self._learn(results, start)
             self.completed += 1
-            self._save(row, end)
+            if self.config.eval_every and self.completed % self.config.eval_every == 0:
+                scalars.update(self._held_out_evaluation())
+            row = self.logger.log(scalars)
+            self.progress.update(row)
+            # Every callback sees the row, whichever of them asks to stop.
+            stop = [callback(row) for callback in self.callbacks].count(False) > 0
+            self._save(row, self.completed if stop else end)
+            if stop:
+                break
         return {**row, "run_dir": str(self.run_dir), "best_score": self.best_score}
 
     def _submit(self) -> None:
@@ -206,23 +227,28 @@ class _Driver:
         task_metrics = mean_task_metrics(results)
         timings = self.runtime.timings()
         iteration_s = time.perf_counter() - start
-        row = self.logger.log(
-            {
-                "iteration": self.completed,
-                "env_steps": self.env_steps,
-                "time_s": self.elapsed_before + time.perf_counter() - self.clock,
-                **task_metrics,
-                # The driver's own counters above are cumulative; an algorithm cannot shadow them.
-                **{k: v for k, v in learned.items() if k not in _DRIVER_KEYS},
-                "weights_version": learned.get("weights_version", self.runtime.weights_version),
-                "staleness": learned.get("staleness", 0.0),
-                "env_steps_per_s": timings["env_steps"] / max(iteration_s, 1e-9),
-                "iteration_s": iteration_s,
-                **{f"runtime/{key}": value for key, value in timings.items()},
-            }
-        )
-        self.progress.update(row)
-        return row
+        return {
+            "iteration": self.completed,
+            "env_steps": self.env_steps,
+            "time_s": self.elapsed_before + time.perf_counter() - self.clock,
+            **task_metrics,
+            # The driver's own counters above are cumulative; an algorithm cannot shadow them.
+            **{k: v for k, v in learned.items() if k not in _DRIVER_KEYS},
+            "weights_version": learned.get("weights_version", self.runtime.weights_version),
+            "staleness": learned.get("staleness", 0.0),
+            "env_steps_per_s": timings["env_steps"] / max(iteration_s, 1e-9),
+            "iteration_s": iteration_s,
+            **{f"runtime/{key}": value for key, value in timings.items()},
+        }
+
+    def _held_out_evaluation(self) -> dict[str, float]:
+        """`rlmeta evaluate`'s fast-adaptation evaluation of the current weights on the run's
+        held-out tasks, as `eval/*` means over tasks."""
+        from rlmeta.run.evaluation import HeldOutEvaluation  # it builds on this module
+
+        if self.evaluation is None:
+            self.evaluation = HeldOutEvaluation(self.config, self.runtime)
+        return {EVAL_PREFIX + key: value for key, value in self.evaluation.run().items()}
 
     def _save(self, row: dict[str, Any], end: int) -> None:
         score = row.get(best_metric(self.config))
@@ -252,6 +278,8 @@ class _Driver:
         )
 
     def close(self) -> None:
+        if self.evaluation is not None:
+            self.evaluation.close()
         self.progress.close()
         self.logger.close()
         self.runtime.shutdown()
