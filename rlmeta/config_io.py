@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "all_keys",
     "apply_overrides",
+    "changed_keys",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -228,6 +229,18 @@ def save_config(config: ExperimentConfig, path: str | Path) -> None:
 def dump_yaml(data: Any) -> str:
     """YAML that `read_yaml` (and a YAML 1.1 reader) reads back as `data`."""
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def changed_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain configs, sorted (sections walked)."""
+    changed = []
+    for key in sorted(set(before) | set(after), key=str):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key != "env_kwargs":
+            changed.extend(changed_keys(old, new, f"{prefix}{key}."))
+        elif old != new or type(old) is not type(new):
+            changed.append(f"{prefix}{key}")
+    return changed
 
 
 def _deep_copy(data: Any) -> Any:

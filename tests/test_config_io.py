@@ -212,7 +212,8 @@ def test_python_construction_is_validated_with_the_same_one_line_errors() -> Non
     with pytest.raises(ConfigError, match=r"^config key 'algorithm' must be one of maml, rl2, "
                                           r"got 'mamll'$"):
         ExperimentConfig(algorithm="mamll")
-    with pytest.raises(ValueError, match=r"^config key 'workers' must be >= 0 and <= 10000, got -3$"):
+    with pytest.raises(ValueError,
+                       match=r"^config key 'workers' must be >= 0 and <= 10000, got -3$"):
         ExperimentConfig(workers=-3)
     with pytest.raises(ConfigError, match="unknown config key 'wrokers'; did you mean 'workers'"):
         ExperimentConfig(wrokers=2)
@@ -258,7 +259,8 @@ def test_an_int_setting_takes_no_fraction_and_a_float_setting_takes_yaml_exponen
 @pytest.mark.parametrize(
     ("yaml_text", "override", "python", "message"),
     [
-        ("workers: -3\n", "workers=-3", {"workers": -3}, "'workers' must be >= 0 and <= 10000, got -3"),
+        ("workers: -3\n", "workers=-3", {"workers": -3},
+         "'workers' must be >= 0 and <= 10000, got -3"),
         ("maml: {outer: sgd}\n", "maml.outer=sgd", {"maml": {"outer": "sgd"}},
          "'maml.outer' must be one of trpo, ppo, reptile, got 'sgd'"),
         ("rl2: {gamma: 1.5}\n", "rl2.gamma=1.5", {"rl2": {"gamma": 1.5}},

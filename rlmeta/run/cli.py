@@ -1,7 +1,12 @@
 """The `rlmeta` command: train, resume, evaluate, envs, bench.
 
-Errors reach the user as one line on stderr and a non-zero exit status: 2 for bad usage, configs
-or inputs, 1 for failures while running. Set RLMETA_TRACEBACK=1 to see the full traceback.
+Errors reach the user as one line on stderr (at most `MAX_ERROR_CHARS` characters) and a
+non-zero exit status: 2 for bad usage, configs or inputs, 1 for failures while running. Set
+RLMETA_TRACEBACK=1 to see the full traceback.
+
+Run as `python -m rlmeta.run.cli`, the current directory is not searched for modules a config
+names (`env: module:Class`): Python puts it first on `sys.path` for `-m`, and the `rlmeta`
+script does not, so both find the same modules.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, NoReturn
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+MAX_ERROR_CHARS = 1000
 
 
 class UsageError(Exception):
@@ -66,15 +72,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from the policy weights of this checkpoint or run directory (same algorithm "
         "and network shape) with a fresh optimiser; sets the config's init_from",
     )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --run-dir: delete its config, metrics, TensorBoard "
+        "events, checkpoints and evaluations (other files are kept); without it a run "
+        "directory that is not empty is refused",
+    )
     _add_stop_after(train)
 
     resume = commands.add_parser(
         "resume",
         help="continue a stopped run from its last checkpoint",
         description="Continue a stopped run from its newest checkpoint, exactly as if it had not "
-        "stopped (same config, tasks, seeds and optimiser state).",
+        "stopped (same config, tasks, seeds and optimiser state). The config is the run "
+        "directory's config.yaml, which must match the checkpoint's unless "
+        "--allow-config-change.",
     )
     resume.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by train")
+    resume.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="continue with the run directory's config.yaml although it differs from the "
+        "checkpoint's config (e.g. more iterations); without it such a run is refused, naming "
+        "the keys that differ",
+    )
     _add_stop_after(resume)
 
     evaluate = commands.add_parser(
@@ -113,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--workers", type=_non_negative_int, help="rollout workers (default: the run's config)"
     )
-    evaluate.add_argument("--address", help="Ray cluster address (default: the run's config)")
+    evaluate.add_argument(
+        "--address",
+        help="Ray cluster address (default: a local instance; the address a checkpoint stores "
+        "is never contacted unless passed here)",
+    )
 
     commands.add_parser(
         "envs",
@@ -206,27 +232,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}")
     start = f"; starting from the weights in {config.init_from}" if config.init_from else ""
     _say(f"rlmeta: training {config.algorithm} on {config.env}; run directory {run_dir}{start}")
-    summary = train(config, run_dir, stop_after=args.stop_after)
+    summary = train(config, run_dir, stop_after=args.stop_after, overwrite=args.overwrite)
     _report_training(summary, run_dir, progress_keys(config))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from rlmeta import checkpoint
-    from rlmeta.config_io import config_from_dict
-    from rlmeta.run.train import progress_keys, train
+    from rlmeta.run.train import check_resume, progress_keys, resume_config, train
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} does not exist")
     latest = checkpoint.latest_checkpoint(run_dir)
     state = checkpoint.load_checkpoint(latest)
-    config = config_from_dict(state["config"])
+    config = resume_config(run_dir, state)
+    changed = check_resume(config, state, latest, args.allow_config_change)
     if state["iteration"] >= config.iterations:
         _say(f"rlmeta: {run_dir} already finished all {config.iterations} iterations")
         return 0
-    _say(f"rlmeta: resuming {run_dir} from {latest.name} (iteration {state['iteration']})")
-    summary = train(config, run_dir, resume=True, stop_after=args.stop_after)
+    with_changes = f", with config.yaml's {', '.join(changed)}" if changed else ""
+    _say(f"rlmeta: resuming {run_dir} from {latest.name} (iteration {state['iteration']})"
+         f"{with_changes}")
+    summary = train(config, run_dir, resume=True, stop_after=args.stop_after,
+                    allow_config_change=args.allow_config_change)
     _report_training(summary, run_dir, progress_keys(config))
     return 0
 
@@ -303,8 +332,9 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the input was wrong (exit 2) rather than that running failed."""
     from rlmeta.checkpoint import CheckpointError
     from rlmeta.config_io import ConfigError
+    from rlmeta.run_dir import RunDirError
 
-    return (UsageError, ConfigError, CheckpointError, ValueError, FileExistsError,
+    return (UsageError, ConfigError, CheckpointError, RunDirError, ValueError, FileExistsError,
             FileNotFoundError)
 
 
@@ -324,8 +354,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         if status == EXIT_FAILURE and not _is_known_failure(error):
             message = f"{type(error).__name__}: {message}"
-        _say(f"{prog}: error: {message}")
+        _say(f"{prog}: error: {_clip(message)}")
         return status
+
+
+def _clip(message: str) -> str:
+    """One error line of at most `MAX_ERROR_CHARS` characters, saying how much was cut."""
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
 
 
 def _is_known_failure(error: BaseException) -> bool:
@@ -343,4 +380,8 @@ def _is_known_failure(error: BaseException) -> bool:
 
 
 if __name__ == "__main__":
+    # `python -m` put the current directory first on the module path; the `rlmeta` script
+    # does not. Dropped so a config's `module:Class` never finds a stray file here.
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
     sys.exit(main())

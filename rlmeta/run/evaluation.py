@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from rlmeta import checkpoint, tasks, warm_start
+from rlmeta import run_dir as run_dirs
 from rlmeta.algorithm import TaskSpec
 from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.config_io import config_from_dict
@@ -114,8 +115,9 @@ def evaluation_config(
         changes["env_kwargs"] = {**config.env_kwargs, "split": split}
     if workers is not None:
         changes["workers"] = workers
-    if address is not None:
-        changes["address"] = address
+    # The address a checkpoint stores is another session's cluster: never contacted unless the
+    # user passes it again (None starts a local instance).
+    changes["address"] = address
     # Validated like any config, so a bad override is reported like any config error.
     return with_changes(config, **changes)
 
@@ -168,6 +170,7 @@ def evaluate(
     """
     path = checkpoint.resolve_checkpoint(target)
     state = checkpoint.load_checkpoint(path)
+    run_dirs.check_in_its_run(state, path)
     config = evaluation_config(
         config_from_dict(state["config"]), split, workers, address, actions
     )
