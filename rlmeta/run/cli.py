@@ -16,9 +16,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from rlmeta.config import MAX_ITERATIONS, MAX_TASKS
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -111,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (newest checkpoint) or a .pt"
     )
     evaluate.add_argument(
-        "--tasks", type=_positive_int, help="number of tasks (default: the config's eval_tasks)"
+        "--tasks", type=_positive_int(MAX_TASKS),
+        help=f"number of tasks, at most {MAX_TASKS} (default: the config's eval_tasks)"
     )
     evaluate.add_argument(
         "--split",
@@ -122,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--adapt-steps",
-        type=_non_negative_int,
+        type=_non_negative_int(100),
         help="MAML inner steps to evaluate, 0..K (default: 3); ignored by RL²",
     )
     evaluate.add_argument(
@@ -133,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", help="output directory (default: <run dir>/eval-<split>)")
     evaluate.add_argument(
-        "--workers", type=_non_negative_int, help="rollout workers (default: the run's config)"
+        "--workers", type=_non_negative_int(10_000),
+        help="rollout workers (default: the run's config)"
     )
     evaluate.add_argument(
         "--address",
@@ -159,12 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and policy stepped in one plain process; prints one JSON object.",
     )
     sampler.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
-    sampler.add_argument("--workers", type=_positive_int, default=2, help="rollout workers")
+    sampler.add_argument("--workers", type=_positive_int(10_000), default=2,
+                         help="rollout workers")
     sampler.add_argument(
-        "--envs-per-worker", type=_positive_int, default=10, help="envs stepped together"
+        "--envs-per-worker", type=_positive_int(10_000), default=10,
+        help="envs stepped together"
     )
-    sampler.add_argument("--steps", type=_positive_int, default=20000, help="env steps to time")
-    sampler.add_argument("--seed", type=int, default=0, help="seed")
+    sampler.add_argument("--steps", type=_positive_int(10**8), default=20000,
+                         help="env steps to time")
+    sampler.add_argument("--seed", type=_non_negative_int(2**32 - 1), default=0, help="seed")
     in_process = benches.add_parser(
         "sampler-in-process",
         help="what the sampler costs per env step without Ray",
@@ -174,43 +181,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     in_process.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
     in_process.add_argument(
-        "--envs-per-worker", type=_positive_int, default=10, help="envs stepped together"
+        "--envs-per-worker", type=_positive_int(10_000), default=10,
+        help="envs stepped together"
     )
-    in_process.add_argument("--tasks", type=_positive_int, default=400, help="tasks per loop")
-    in_process.add_argument("--blocks", type=_positive_int, default=10, help="blocks of tasks")
-    in_process.add_argument("--seed", type=int, default=0, help="seed")
+    in_process.add_argument("--tasks", type=_positive_int(MAX_TASKS), default=400,
+                            help="tasks per loop")
+    in_process.add_argument("--blocks", type=_positive_int(10_000), default=10,
+                            help="blocks of tasks")
+    in_process.add_argument("--seed", type=_non_negative_int(2**32 - 1), default=0, help="seed")
     return parser
 
 
 def _add_stop_after(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-after",
-        type=_positive_int,
+        type=_positive_int(MAX_ITERATIONS),
         metavar="N",
         help="stop after N iterations in this session, with a checkpoint (e.g. to fit a job's "
         "time slot); `rlmeta resume` continues",
     )
 
 
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _positive_int(limit: int) -> Callable[[str], int]:
+    """A parser of integers in 1..`limit` (every count has a bound, as config sizes do)."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        return _at_most(value, limit, text)
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+def _non_negative_int(limit: int) -> Callable[[str], int]:
+    """A parser of integers in 0..`limit`."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        return _at_most(value, limit, text)
+
+    return parse
+
+
+def _at_most(value: int, limit: int, text: str) -> int:
+    if value > limit:
+        raise argparse.ArgumentTypeError(f"expected at most {limit}, got {text[:40]!r}")
     return value
 
 
 def _int(text: str) -> int:
+    if len(text) > 100:  # no count is that long, and int() of a huge string takes a while
+        raise argparse.ArgumentTypeError(f"expected an integer, got {len(text)} characters")
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
 
 
 def _say(message: str) -> None:

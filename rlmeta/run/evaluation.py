@@ -25,7 +25,7 @@ from scipy import stats
 from rlmeta import checkpoint, tasks, warm_start
 from rlmeta import run_dir as run_dirs
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, with_changes
+from rlmeta.config import MAX_TASKS, ExperimentConfig, with_changes
 from rlmeta.config_io import config_from_dict
 from rlmeta.run import build
 from rlmeta.run.train import draw_task_specs, meta_batch_size
@@ -126,8 +126,8 @@ def evaluation_specs(
     config: ExperimentConfig, env: Any, n_tasks: int, split: str
 ) -> list[TaskSpec]:
     """`n_tasks` tasks and seeds: a held-out stream for test, training's own stream for train."""
-    if n_tasks < 1:
-        raise ValueError(f"number of evaluation tasks must be >= 1, got {n_tasks}")
+    if not 1 <= n_tasks <= MAX_TASKS:
+        raise ValueError(f"number of evaluation tasks must be from 1 to {MAX_TASKS}, got {n_tasks}")
     if split == "test":
         return draw_task_specs(env, n_tasks, np.random.default_rng([config.seed, HELD_OUT_STREAM]))
     # Replay the driver: whole meta-batches from the training stream, as training drew them.
