@@ -150,7 +150,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A config file's mapping as plain data: UTF-8 text of at most `MAX_FILE_BYTES`, YAML 1.2."""
     path = Path(path)
-    name = f"config file {short(str(path))}"
+    name = f"config file {_quoted(path)}"
     if not path.is_file():
         raise ConfigError(f"{name} does not exist")
     size = path.stat().st_size
@@ -241,6 +241,12 @@ def changed_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
         elif old != new or type(old) is not type(new):
             changed.append(f"{prefix}{key}")
     return changed
+
+
+def _quoted(path: Path) -> str:
+    """A file name for an error line, in full unless absurdly long."""
+    text = str(path)
+    return repr(text) if len(text) <= 300 else repr(text[:300]) + "..."
 
 
 def _deep_copy(data: Any) -> Any:
