@@ -151,8 +151,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """A config file's mapping as plain data: UTF-8 text of at most `MAX_FILE_BYTES`, YAML 1.2."""
     path = Path(path)
     name = f"config file {_quoted(path)}"
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{name} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{name} is not a regular file; expected a YAML file")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise ConfigError(f"{name} has {size} bytes; expected an experiment config of at most "
@@ -223,7 +225,7 @@ def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved config as YAML, in field order, so it can be loaded back unchanged."""
-    Path(path).write_text(dump_yaml(config_to_dict(config)))
+    Path(path).write_text(dump_yaml(config_to_dict(config)), encoding="utf-8")
 
 
 def dump_yaml(data: Any) -> str:

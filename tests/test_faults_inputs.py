@@ -168,6 +168,14 @@ def test_a_hostile_config_is_one_line_exit_2_and_nothing_written(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("name", ["folder", "/dev/zero"])
+def test_a_config_path_that_is_no_file_is_refused(capsys, tmp_path: Path, name: str) -> None:
+    path = tmp_path if name == "folder" else Path(name)
+    status, err = cli(capsys, "train", path, "--run-dir", tmp_path / "run")
+    assert status == 2 and f"config file '{path}' is not a regular file" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 OVERRIDES = [
     ("seed=1:30", "'seed' must be an integer, got '1:30'"),
     ("maml.first_order=yes", "'maml.first_order' must be true or false, got 'yes'"),

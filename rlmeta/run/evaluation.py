@@ -105,7 +105,8 @@ def evaluation_config(
     actions: str | None = None,
 ) -> ExperimentConfig:
     """The run's config set up for evaluation: the env's split (for an env with task splits),
-    optionally other workers and how actions are chosen (an algorithm that can choose, RL²)."""
+    optionally other workers and how actions are chosen (an algorithm that can choose, RL²), and
+    `address` in place of the one the run was trained with (None: a local instance)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if actions is not None:

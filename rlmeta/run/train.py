@@ -125,8 +125,10 @@ def train(
         end = config.iterations if stop_after is None else state["iteration"] + stop_after
         return driver.run(min(end, config.iterations))
     finally:
-        driver.close()
-        lock.release()
+        try:
+            driver.close()
+        finally:
+            lock.release()
 
 
 def resume_config(run_dir: str | Path, state: dict[str, Any]) -> ExperimentConfig:
