@@ -408,8 +408,8 @@ def _is_known_failure(error: BaseException) -> bool:
 
 
 if __name__ == "__main__":
-    # `python -m` put the current directory first on the module path; the `rlmeta` script
-    # does not. Dropped so a config's `module:Class` never finds a stray file here.
-    if sys.path and sys.path[0] in ("", os.getcwd()):
+    # `python -m` put the current directory first on the module path (unless -P); the `rlmeta`
+    # script does not. Dropped so a config's `module:Class` never finds a stray file here.
+    if not getattr(sys.flags, "safe_path", False) and sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
     sys.exit(main())
