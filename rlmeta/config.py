@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -60,6 +61,26 @@ Discount = Annotated[Float, Field(gt=0, le=1)]
 UnitFloat = Annotated[Float, Field(ge=0, le=1)]
 
 
+def positive_up_to(limit: int) -> Any:
+    """An integer setting in 1..`limit`. Every size has an upper bound, far above real use (each
+    field's docstring says why that one), so a typo such as 10**12 iterations is an error naming
+    the limit instead of a run that ends when memory does."""
+    return Annotated[PositiveInt, Field(le=limit)]
+
+
+def non_negative_up_to(limit: int) -> Any:
+    """An integer setting in 0..`limit` (see `positive_up_to`)."""
+    return Annotated[NonNegativeInt, Field(le=limit)]
+
+
+MAX_ITERATIONS = 1_000_000
+"""The longest shipped run has 12,000 iterations."""
+MAX_TASKS = 100_000
+"""Tasks drawn at once (a meta-batch, an evaluation): shipped configs draw at most 1,200."""
+MAX_WIDTH = 16_384
+"""Hidden-layer width: one 16,384-square layer is already 1 GB of float32 weights."""
+
+
 class Settings(BaseModel):
     """Base of every config model: unknown keys, wrong types and non-finite floats are errors,
     on construction and on assignment, reported as a one-line `ConfigError`."""
@@ -97,8 +118,10 @@ class Settings(BaseModel):
 class PolicyConfig(Settings):
     """Network shape shared by the algorithms."""
 
-    hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [100, 100])
-    """Hidden layer widths of the MLP (MAML) or of the layers before the GRU (RL²)."""
+    hidden_sizes: Annotated[list[positive_up_to(MAX_WIDTH)], Field(max_length=64)] = Field(
+        default_factory=lambda: [100, 100])
+    """Hidden layer widths of the MLP (MAML) or of the layers before the GRU (RL²); at most 64
+    layers of at most 16,384 units (1 GB of float32 weights per layer)."""
     activation: Literal["relu", "tanh"] = "relu"
     """Hidden activation: relu or tanh."""
     init_log_std: Float = 0.0
@@ -143,49 +166,55 @@ class ExperimentConfig(Settings):
 
     algorithm: StrictStr = "maml"
     """A registered algorithm: maml or rl2 (see `rlmeta.run.build.register_algorithm`)."""
-    env: StrictStr = "rlmeta/Navigation2D-v0"
+    env: Annotated[StrictStr, Field(max_length=1000)] = "rlmeta/Navigation2D-v0"
     """Gymnasium id or `module:Class` of a task environment."""
-    env_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments for the env constructor."""
-    iterations: PositiveInt = 100
-    """Meta-iterations to train."""
-    seed: NonNegativeInt = 0
-    """Seed of the driver, the task sampler and every worker's sampling."""
-    init_from: StrictStr | None = None
+    env_kwargs: Annotated[dict[str, Any], Field(max_length=1000)] = Field(default_factory=dict)
+    """Keyword arguments for the env constructor (at most 1,000; a constructor takes a few)."""
+    iterations: positive_up_to(MAX_ITERATIONS) = 100
+    """Meta-iterations to train (at most 1,000,000; the longest shipped run has 12,000)."""
+    seed: non_negative_up_to(2**32 - 1) = 0
+    """Seed of the driver, the task sampler and every worker's sampling (0..2**32-1, the range
+    every RNG it seeds accepts)."""
+    init_from: Annotated[StrictStr, Field(max_length=4096)] | None = None
     """Start from the policy weights of this checkpoint (a .pt file or a run dir's newest) of the
     same algorithm and network shape, with a fresh optimiser; None: a random initialisation."""
-    checkpoint_every: PositiveInt = 10
-    """Write a checkpoint every this many iterations (and at the end)."""
-    keep_checkpoints: PositiveInt = 3
-    """How many recent checkpoints to keep (the best is kept as well)."""
-    eval_tasks: PositiveInt = 40
-    """Held-out tasks for `rlmeta evaluate` and for the evaluation during training."""
-    eval_every: NonNegativeInt = 0
+    checkpoint_every: positive_up_to(MAX_ITERATIONS) = 10
+    """Write a checkpoint every this many iterations (and at the end); at most `iterations`'
+    limit."""
+    keep_checkpoints: positive_up_to(1000) = 3
+    """How many recent checkpoints to keep (the best is kept as well); at most 1,000."""
+    eval_tasks: positive_up_to(MAX_TASKS) = 40
+    """Held-out tasks for `rlmeta evaluate` (at most 100,000; the shipped tables use 1,000)."""
+    eval_every: non_negative_up_to(MAX_ITERATIONS) = 0
     """Evaluate on held-out tasks every this many iterations while training, logged as `eval/*`
     (which then picks `best.pt`); 0: never."""
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     """Network shape."""
-    workers: NonNegativeInt = 2
-    """Rollout worker actors (0: sample in the driver process, no Ray)."""
-    envs_per_worker: PositiveInt = 10
-    """Environments each worker steps together with one batched policy forward."""
-    address: StrictStr | None = None
+    workers: non_negative_up_to(10_000) = 2
+    """Rollout worker actors (0: sample in the driver process, no Ray); at most 10,000, one CPU
+    each (the cluster recipe uses 60)."""
+    envs_per_worker: positive_up_to(10_000) = 10
+    """Environments each worker steps together with one batched policy forward (at most 10,000;
+    shipped configs use up to 256)."""
+    address: Annotated[StrictStr, Field(max_length=1000)] | None = None
     """Ray address; None starts a local instance, "auto" joins a running cluster."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Learner device: auto (GPU when the cluster has one), cpu or cuda."""
-    learner_cpus: PositiveInt = 1
+    learner_cpus: positive_up_to(1024) = 1
     """CPUs the learner actor reserves, and the torch threads it computes with (Ray's rule:
     threads = reserved CPUs); with `workers: 0`, the threads of the one training process. More
     speeds up updates where nothing else runs on the cores; with another busy process on them,
     the extra threads stall each other (docs/cluster.md, "On one machine")."""
     mode: Literal["sync", "async"] = "sync"
     """sync: sample iteration v with weights v; async: sample while the learner updates."""
-    max_staleness: PositiveInt = 1
-    """Async mode: at most this many weight versions between sampling and learning."""
+    max_staleness: positive_up_to(100) = 1
+    """Async mode: at most this many weight versions between sampling and learning (at most
+    100; each is a meta-batch held in flight)."""
     on_env_error: Literal["raise", "drop"] = "raise"
     """raise: stop on an env that raises or returns non-finite values; drop: skip that task."""
-    max_task_retries: NonNegativeInt = 3
-    """Times a task lost with a dead worker is resampled elsewhere before the run stops."""
+    max_task_retries: non_negative_up_to(100) = 3
+    """Times a task lost with a dead worker is resampled elsewhere before the run stops (at most
+    100)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -289,6 +318,8 @@ def all_keys() -> list[str]:
 
 def suggestion(dotted: str) -> str:
     """"; did you mean 'x'?" for the closest valid key, or nothing."""
+    if len(dotted) > 100:
+        return ""
     keys = all_keys()
     close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.6)
     if not close:
@@ -298,6 +329,21 @@ def suggestion(dotted: str) -> str:
         leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)
         close = [by_leaf[leaf_match[0]]] if leaf_match else []
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 2, 4, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+MAX_VALUE_CHARS = 120
+
+
+def short(value: Any) -> str:
+    """repr of `value`, abbreviated to at most about `MAX_VALUE_CHARS` characters: an error line
+    quoting a 100k-key mapping stays one short line."""
+    text = _REPR.repr(value)
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[:MAX_VALUE_CHARS] + "..."
+    return text
 
 
 # -- one line from a pydantic ValidationError ----------------------------------------------------
@@ -314,24 +360,32 @@ def describe_error(
     dotted = ".".join(str(part) for part in (*prefix, *loc) if not isinstance(part, int))
     kind, value = item["type"], item.get("input")
     if kind == "extra_forbidden":
-        return f"unknown config key {dotted!r}{suggestion(dotted)}"
+        return f"unknown config key {short(dotted)}{suggestion(dotted)}"
     if kind == "value_error" and "error" in item.get("ctx", {}):
         return " ".join(str(item["ctx"]["error"]).split())
     if kind == "choice":
-        return f"config key {dotted!r} must be one of {item['ctx']['choices']}, got {value!r}"
+        choices = item["ctx"]["choices"]
+        return f"config key {dotted!r} must be one of {choices}, got {short(value)}"
     annotation, item_of_list = _annotation_at(model, loc)
     what = f"every item of {dotted!r}" if item_of_list else f"config key {dotted!r}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return f"{what} must be {_bounds(annotation)}, got {value!r}"
+        return f"{what} must be {_bounds(annotation)}, got {short(value)}"
+    if kind == "too_long":
+        limit = item.get("ctx", {}).get("max_length")
+        return f"config key {dotted!r} holds more than {limit} items, got {short(value)}"
+    if kind == "string_too_long":
+        limit = item.get("ctx", {}).get("max_length")
+        return f"config key {dotted!r} must be at most {limit} characters, got {short(value)}"
     if kind == "too_short":
-        return f"config key {dotted!r} must be a non-empty list, got {value!r}"
+        return f"config key {dotted!r} must be a non-empty list, got {short(value)}"
     if kind == "finite_number":
-        return f"{what} must be a finite number, got {value!r}"
+        return f"{what} must be a finite number, got {short(value)}"
     if kind in ("model_type", "model_attributes_type", "dict_type") and _is_model(annotation):
-        return f"config key {dotted!r} must be a section (a mapping of its fields), got {value!r}"
+        return (f"config key {dotted!r} must be a section (a mapping of its fields), "
+                f"got {short(value)}")
     if annotation is None:
         return f"config key {dotted!r}: {item['msg']}"
-    return f"{what} must be {_type_name(annotation)}, got {value!r}"
+    return f"{what} must be {_type_name(annotation)}, got {short(value)}"
 
 
 def _prefix_of(model: type[BaseModel]) -> tuple[str, ...]:

@@ -8,18 +8,31 @@ Envs written for other meta-RL libraries (RLlib's `TaskSettableEnv`, learn2learn
 ProMP) have `sample_tasks(n)` and draw from their own RNG, usually numpy's global one; for
 those, each call is seeded from the caller's `rng` (see `sample_tasks`), so runs stay
 reproducible.
+
+A config or checkpoint that names an env as `module:Class` names code to import, as a pickle
+does. `env_class` keeps that to what the name must run: a module already imported is used as
+it is; any other is first found on `sys.path` and its source read without running it, and only
+a module whose source binds the class name is imported. The class must be a
+`gymnasium.Env` subclass before it is constructed.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import inspect
+import math
 import random
+import sys
+import typing
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from rlmeta.config import short
 
 PROTOCOL_METHODS = ("sample_tasks", "set_task", "get_task")
 
@@ -48,16 +61,36 @@ def _make_from_id(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
             f"unknown env id {env_id!r}; expected a registered gymnasium id (rlmeta families: "
             f"{', '.join(known)}) or 'module:Class'"
         )
+    entry = gym.registry[env_id].entry_point
+    if isinstance(entry, str) and ":" in entry:
+        check_kwargs(env_id, env_class(entry), kwargs)
     try:
         return gym.make(env_id, disable_env_checker=True, **kwargs)
     except TypeError as error:
-        raise ValueError(f"env {env_id!r} rejected its kwargs {kwargs!r}: {error}") from None
+        raise ValueError(f"env {env_id!r} rejected its kwargs {short(kwargs)}: "
+                         f"{short(str(error))}") from None
 
 
 def _make_from_class(path: str, kwargs: dict[str, Any]) -> gym.Env:
+    cls = env_class(path)
+    check_kwargs(path, cls, kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"env {path!r} rejected its kwargs {short(kwargs)}: "
+                         f"{short(str(error))}") from None
+
+
+def env_class(path: str) -> type[gym.Env]:
+    """The `gymnasium.Env` subclass `module:Class` names, importing only a module whose source
+    defines that name (see the module docstring); a one-line `ValueError` otherwise."""
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name:
         raise ValueError(f"env {path!r} must be 'module:Class' with both parts non-empty")
+    if not class_name.isidentifier():
+        raise ValueError(f"env {path!r}: {class_name!r} is not a class name")
+    if module_name not in sys.modules:
+        _check_source_binds(path, module_name, class_name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -67,10 +100,77 @@ def _make_from_class(path: str, kwargs: dict[str, Any]) -> gym.Env:
         raise ValueError(
             f"env {path!r}: module {module_name!r} has no gymnasium.Env subclass {class_name!r}"
         )
+    return cls
+
+
+def _check_source_binds(path: str, module_name: str, class_name: str) -> None:
+    """Refuse, without running it, a module whose source does not bind `class_name` anywhere
+    (a class, an import or an assignment). Modules without source (extensions) pass."""
     try:
-        return cls(**kwargs)
-    except TypeError as error:
-        raise ValueError(f"env {path!r} rejected its kwargs {kwargs!r}: {error}") from None
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as error:
+        raise ValueError(f"env {path!r}: cannot import module {module_name!r} ({error})") from None
+    if spec is None:
+        raise ValueError(
+            f"env {path!r}: cannot import module {module_name!r} (not found on the module path; "
+            f"the current directory is searched only when it is on PYTHONPATH)"
+        )
+    origin = spec.origin
+    if not origin or not origin.endswith(".py"):
+        return
+    try:
+        with open(origin, "rb") as file:
+            tree = ast.parse(file.read(), filename=origin)
+    except (OSError, SyntaxError, ValueError):
+        return  # importing reports the problem in its own words
+    names = _bound_names(tree)
+    if class_name not in names and not names & {"*", "__getattr__"}:
+        raise ValueError(
+            f"env {path!r}: module {module_name!r} has no gymnasium.Env subclass {class_name!r} "
+            f"(its source defines no such name; it was not imported)"
+        )
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Every name the source binds anywhere (classes, functions, imports, assignments); "*"
+    for a star import and "__getattr__" for a lazy module, which bind names unseen."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
+
+
+_SIMPLE = (bool, int, float, str)
+
+
+def check_kwargs(env: str, cls: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse a kwarg whose value does not fit the constructor's annotation where that is a
+    plain bool, int, float or str: `horizon: 2.7` for `horizon: int` would otherwise become 2."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+        parameters = inspect.signature(cls.__init__).parameters
+    except Exception:  # annotations this check cannot read: the constructor decides
+        return
+    for name, value in kwargs.items():
+        expected = hints.get(name) if name in parameters else None
+        if expected not in _SIMPLE:
+            continue
+        fits = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if expected is float:
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+            fits = fits and math.isfinite(value)
+        if not fits:
+            kind = {bool: "true or false", int: "an integer", float: "a finite number",
+                    str: "a string"}[expected]
+            raise ValueError(
+                f"env {env!r}: env_kwargs.{name} must be {kind} (the constructor's annotation), "
+                f"got {short(value)}"
+            )
 
 
 def has_task_splits(env: str) -> bool:
@@ -88,10 +188,9 @@ def _env_class(env: str) -> Any:
             return None
         target = gym.registry[env].entry_point
     if isinstance(target, str):
-        module_name, _, class_name = target.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), class_name, None)
-        except ImportError:
+            return env_class(target)
+        except ValueError:
             return None
     return target
 

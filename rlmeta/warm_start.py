@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from rlmeta import checkpoint
+from rlmeta import run_dir as run_dirs
 
 RECORD_KEY = "init_from"  # the checkpoint entry that records a run's starting weights
 
@@ -45,6 +46,7 @@ def read_initial_weights(path: str | Path, algorithm: str) -> InitialWeights:
     try:
         path = checkpoint.resolve_checkpoint(path)
         state = checkpoint.load_checkpoint(path)
+        run_dirs.check_in_its_run(state, path)
     except checkpoint.CheckpointError as error:
         raise checkpoint.CheckpointError(f"init_from: {error}") from None
     return initial_weights_in(state, path, algorithm)

@@ -83,7 +83,7 @@ def test_foreign_files_are_rejected(tmp_path: Path) -> None:
         ckpt.load_checkpoint(tmp_path / "text.pt")
     newer = {**sample_checkpoint(), "version": ckpt.VERSION + 1}
     torch.save(newer, tmp_path / "newer.pt")
-    with pytest.raises(ckpt.CheckpointError, match="format version 2; this rlmeta reads version 1"):
+    with pytest.raises(ckpt.CheckpointError, match="format version 3; this rlmeta reads version 2"):
         ckpt.load_checkpoint(tmp_path / "newer.pt")
     with pytest.raises(ckpt.CheckpointError, match="does not exist"):
         ckpt.load_checkpoint(tmp_path / "missing.pt")

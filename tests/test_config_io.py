@@ -91,8 +91,8 @@ def test_override_syntax_errors_are_clear() -> None:
         ({"mode": "fast"}, "'mode' must be one of sync, async"),
         ({"device": "tpu"}, "'device' must be one of auto, cpu, cuda"),
         ({"on_env_error": "ignore"}, "'on_env_error' must be one of raise, drop"),
-        ({"iterations": 0}, "'iterations' must be > 0, got 0"),
-        ({"workers": -1}, "'workers' must be >= 0, got -1"),
+        ({"iterations": 0}, "'iterations' must be > 0 and <= 1000000, got 0"),
+        ({"workers": -1}, "'workers' must be >= 0 and <= 10000, got -1"),
         ({"maml": {"meta_batch_size": 2.5}}, "'maml.meta_batch_size' must be an integer, got 2.5"),
         ({"maml": {"gamma": 1.5}}, "'maml.gamma' must be > 0 and <= 1, got 1.5"),
         ({"policy": {"hidden_sizes": [64, 0]}}, "every item of 'policy.hidden_sizes' must be > 0"),
@@ -212,19 +212,20 @@ def test_python_construction_is_validated_with_the_same_one_line_errors() -> Non
     with pytest.raises(ConfigError, match=r"^config key 'algorithm' must be one of maml, rl2, "
                                           r"got 'mamll'$"):
         ExperimentConfig(algorithm="mamll")
-    with pytest.raises(ValueError, match=r"^config key 'workers' must be >= 0, got -3$"):
+    with pytest.raises(ValueError,
+                       match=r"^config key 'workers' must be >= 0 and <= 10000, got -3$"):
         ExperimentConfig(workers=-3)
     with pytest.raises(ConfigError, match="unknown config key 'wrokers'; did you mean 'workers'"):
         ExperimentConfig(wrokers=2)
     with pytest.raises(ConfigError, match="'policy.activation' must be one of relu, tanh"):
         PolicyConfig(activation="gelu")
-    with pytest.raises(ConfigError, match="'iterations' must be > 0, got 0"):
+    with pytest.raises(ConfigError, match="'iterations' must be > 0 and <= 1000000, got 0"):
         with_changes(ExperimentConfig(), iterations=0)
 
 
 def test_assignment_is_validated() -> None:
     config = ExperimentConfig()
-    with pytest.raises(ConfigError, match="'workers' must be >= 0, got -1"):
+    with pytest.raises(ConfigError, match="'workers' must be >= 0 and <= 10000, got -1"):
         config.workers = -1
     with pytest.raises(ConfigError, match="'maml.inner_lr' must be > 0, got 0"):
         config.maml.inner_lr = 0
@@ -258,7 +259,8 @@ def test_an_int_setting_takes_no_fraction_and_a_float_setting_takes_yaml_exponen
 @pytest.mark.parametrize(
     ("yaml_text", "override", "python", "message"),
     [
-        ("workers: -3\n", "workers=-3", {"workers": -3}, "'workers' must be >= 0, got -3"),
+        ("workers: -3\n", "workers=-3", {"workers": -3},
+         "'workers' must be >= 0 and <= 10000, got -3"),
         ("maml: {outer: sgd}\n", "maml.outer=sgd", {"maml": {"outer": "sgd"}},
          "'maml.outer' must be one of trpo, ppo, reptile, got 'sgd'"),
         ("rl2: {gamma: 1.5}\n", "rl2.gamma=1.5", {"rl2": {"gamma": 1.5}},

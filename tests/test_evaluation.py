@@ -76,7 +76,7 @@ def test_held_out_tasks_differ_from_training_and_train_split_replays_it() -> Non
     train_specs = evaluation_specs(config, env, 5, "train")
     assert [s.task for s in train_specs] == trained_on[:5]
     assert [s.index for s in train_specs] == list(range(5))
-    with pytest.raises(ValueError, match="must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="must be from 1 to 100000, got 0"):
         evaluation_specs(config, env, 0, "test")
 
 

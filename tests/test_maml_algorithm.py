@@ -189,7 +189,7 @@ def test_non_finite_loss_in_update_raises_and_leaves_weights():
     [
         ({"estimator": "loaded"}, "'maml.estimator' must be one of maml, dice, got 'loaded'"),
         ({"outer": "sgd"}, "'maml.outer' must be one of trpo, ppo, reptile, got 'sgd'"),
-        ({"inner_steps": -1}, "'maml.inner_steps' must be >= 0, got -1"),
+        ({"inner_steps": -1}, "'maml.inner_steps' must be >= 0 and <= 100, got -1"),
         ({"inner_steps": 0, "outer": "reptile"}, "maml.inner_steps 0"),
         ({"outer": "reptile", "learn_inner_lr": True}, "learn_inner_lr"),
     ],

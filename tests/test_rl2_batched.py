@@ -96,7 +96,7 @@ def test_tasks_per_call_comes_from_the_config_alone() -> None:
     rl2.envs_per_worker = 3
     assert builders.tasks_per_call(rl2) == 1
     assert builders.tasks_per_call(ExperimentConfig(algorithm="maml", envs_per_worker=10)) == 1
-    with pytest.raises(ValueError, match="'rl2.trials_per_task' must be > 0, got 0"):
+    with pytest.raises(ValueError, match="'rl2.trials_per_task' must be > 0 and <= 10000, got 0"):
         rl2.rl2.trials_per_task = 0
 
 

@@ -26,6 +26,7 @@ from rlmeta.maml.config import MAMLConfig
 from rlmeta.rollout import sample_rollout
 from rlmeta.run import build
 from rlmeta.run.train import CONFIG_FILE, draw_task_specs, train
+from rlmeta.run_dir import RunDirError
 from rlmeta.warm_start import weights_digest
 
 HORIZON = 3
@@ -299,7 +300,7 @@ def test_same_seed_same_run_and_specs_deterministic(tmp_path: Path) -> None:
 def test_refuses_to_overwrite_or_resume_with_another_config(tmp_path: Path) -> None:
     config = make_config(iterations=2)
     train(config, tmp_path)
-    with pytest.raises(FileExistsError, match="already has checkpoints; continue it with"):
+    with pytest.raises(RunDirError, match="already has checkpoints; continue it with"):
         train(config, tmp_path)
     with pytest.raises(ValueError, match=r"config differs .* \(keys: iterations\)"):
         train(make_config(iterations=3), tmp_path, resume=True)

@@ -8,14 +8,15 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, model_validator
 
 from rlmeta.config import (
+    MAX_TASKS,
     Discount,
     Float,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     Settings,
     UnitFloat,
+    non_negative_up_to,
+    positive_up_to,
 )
 
 Outer = Literal["trpo", "ppo", "reptile"]
@@ -25,13 +26,14 @@ OUTERS: tuple[str, ...] = typing.get_args(Outer)
 class MAMLConfig(Settings):
     """MAML-RL (Finn et al. 2017) with TRPO, PPO (ProMP-style) or Reptile outer loop."""
 
-    meta_batch_size: PositiveInt = 20
-    """Tasks per meta-iteration."""
-    episodes_per_task: PositiveInt = 20
-    """Episodes sampled per task for each inner step and for the post-adaptation estimate."""
-    inner_steps: NonNegativeInt = 1
+    meta_batch_size: positive_up_to(MAX_TASKS) = 20
+    """Tasks per meta-iteration (at most 100,000; the paper uses 20 to 40)."""
+    episodes_per_task: positive_up_to(10_000) = 20
+    """Episodes sampled per task for each inner step and for the post-adaptation estimate (at
+    most 10,000; the paper uses 20, shipped configs at most 40)."""
+    inner_steps: non_negative_up_to(100) = 1
     """Policy-gradient steps in the inner loop during training (0: multi-task, no adaptation,
-    the paper's "pretrained" baseline)."""
+    the paper's "pretrained" baseline; at most 100, the paper uses 1 to 3)."""
     inner_lr: PositiveFloat = 0.1
     """Inner-loop step size (the initial value when learned)."""
     learn_inner_lr: StrictBool = False
@@ -48,8 +50,8 @@ class MAMLConfig(Settings):
     """GAE lambda for advantages (1.0: Monte-Carlo returns minus baseline, as in the paper)."""
     max_kl: PositiveFloat = 0.01
     """TRPO trust region: maximum mean KL between old and new policy."""
-    cg_iters: PositiveInt = 10
-    """Conjugate-gradient iterations for the TRPO step."""
+    cg_iters: positive_up_to(1000) = 10
+    """Conjugate-gradient iterations for the TRPO step (at most 1,000)."""
     cg_damping: NonNegativeFloat = 1e-5
     """Damping added to the Fisher-vector product."""
     fisher: Literal["adapted", "exact"] = "adapted"
@@ -57,23 +59,24 @@ class MAMLConfig(Settings):
     step's Jacobian in θ left out (several times cheaper; the meta-gradient stays exact and the
     line search still enforces the true KL). exact: the Hessian of the adapted policies' mean KL
     in θ, each product a double backward through every task's inner loop."""
-    fisher_step_stride: PositiveInt = 10
+    fisher_step_stride: positive_up_to(100_000) = 10
     """fisher adapted: take the Fisher on every k-th time step of the post-adaptation episodes
     (TRPO, Schulman et al. 2015, §6, used 10% of the data: k = 10). exact uses every step."""
-    ls_max_steps: PositiveInt = 15
-    """Backtracking line-search steps."""
+    ls_max_steps: positive_up_to(1000) = 15
+    """Backtracking line-search steps (at most 1,000: 0.8**1000 is below float precision)."""
     ls_backtrack_ratio: Annotated[Float, Field(gt=0, lt=1)] = 0.8
     """Step shrink factor per line-search step."""
     ppo_clip: PositiveFloat = 0.2
     """PPO outer-loop clip range."""
-    ppo_epochs: PositiveInt = 5
-    """PPO outer-loop gradient steps per meta-batch."""
+    ppo_epochs: positive_up_to(1000) = 5
+    """PPO outer-loop gradient steps per meta-batch (at most 1,000)."""
     outer_lr: PositiveFloat = 1e-3
     """Learning rate of the PPO and Reptile outer loops (Reptile: the interpolation ε)."""
-    eval_inner_lrs: Annotated[list[PositiveFloat], Field(min_length=1)] = Field(
+    eval_inner_lrs: Annotated[list[PositiveFloat], Field(min_length=1, max_length=100)] = Field(
         default_factory=lambda: [0.1, 0.05]
     )
-    """Step sizes at evaluation: first step, then the last value for every later step."""
+    """Step sizes at evaluation: first step, then the last value for every later step (at most
+    100, one per inner step)."""
     normalize_advantages: StrictBool = True
     """Standardise advantages per rollout (mean 0, std 1 over real steps) in both loops."""
 

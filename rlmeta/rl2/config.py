@@ -8,12 +8,14 @@ from typing import Literal
 from pydantic import StrictBool
 
 from rlmeta.config import (
+    MAX_TASKS,
+    MAX_WIDTH,
     Discount,
     NonNegativeFloat,
     PositiveFloat,
-    PositiveInt,
     Settings,
     UnitFloat,
+    positive_up_to,
 )
 
 ActionMode = Literal["sample", "mode"]
@@ -28,14 +30,15 @@ RecurrentCell = Literal["gru", "layer_norm_gru"]
 class RL2Config(Settings):
     """RL² (Duan et al. 2016): a GRU policy trained with PPO over multi-episode trials."""
 
-    meta_batch_size: PositiveInt = 20
-    """Tasks per iteration."""
-    trials_per_task: PositiveInt = 4
-    """Trials sampled per task per iteration."""
-    episodes_per_trial: PositiveInt = 10
-    """Episodes of the same task in one trial (the hidden state carries across them)."""
-    hidden_size: PositiveInt = 256
-    """GRU hidden state size."""
+    meta_batch_size: positive_up_to(MAX_TASKS) = 20
+    """Tasks per iteration (at most 100,000; shipped configs use up to 1,200)."""
+    trials_per_task: positive_up_to(10_000) = 4
+    """Trials sampled per task per iteration (at most 10,000)."""
+    episodes_per_trial: positive_up_to(10_000) = 10
+    """Episodes of the same task in one trial (the hidden state carries across them); at most
+    10,000, the paper's longest trials have 500."""
+    hidden_size: positive_up_to(MAX_WIDTH) = 256
+    """GRU hidden state size (at most 16,384)."""
     recurrent_cell: RecurrentCell = "gru"
     """gru: torch's GRU, as in the paper; layer_norm_gru: a GRU whose gate pre-activations are
     layer-normalised (as the published PPO reproduction of the MDP table used). Its steps run
@@ -57,10 +60,10 @@ class RL2Config(Settings):
     `iterations` updates (as CleanRL's PPO anneals it)."""
     clip: PositiveFloat = 0.2
     """PPO clip range."""
-    epochs: PositiveInt = 5
-    """PPO epochs per iteration."""
-    minibatches: PositiveInt = 4
-    """Minibatches per epoch; trials are kept whole."""
+    epochs: positive_up_to(1000) = 5
+    """PPO epochs per iteration (at most 1,000)."""
+    minibatches: positive_up_to(MAX_TASKS) = 4
+    """Minibatches per epoch; trials are kept whole (at most 100,000)."""
     value_coef: NonNegativeFloat = 0.5
     """Value-loss coefficient."""
     entropy_coef: NonNegativeFloat = 0.01

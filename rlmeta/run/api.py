@@ -70,16 +70,18 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     resume: bool = False,
     stop_after: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train (or with `resume`, continue) a run in `run_dir`; returns the last metrics row.
 
     Each callback gets every iteration's row (the scalars written to `metrics.jsonl`) and can end
     the session by returning False; the run stays resumable. With `resume`, the config must be
-    the run's own (`make_config` of its `config.yaml`).
+    the run's own (`make_config` of its `config.yaml`). A new run refuses a `run_dir` that is not
+    empty unless `overwrite` (as `rlmeta train --overwrite`).
     """
     config = make_config(config_or_path, overrides)
     return training.train(config, run_dir, resume=resume, stop_after=stop_after,
-                          callbacks=callbacks)
+                          callbacks=callbacks, overwrite=overwrite)
 
 
 def load(checkpoint_or_run_dir: str | Path, seed: int = 0) -> Policy:

@@ -1,7 +1,12 @@
 """The `rlmeta` command: train, resume, evaluate, envs, bench.
 
-Errors reach the user as one line on stderr and a non-zero exit status: 2 for bad usage, configs
-or inputs, 1 for failures while running. Set RLMETA_TRACEBACK=1 to see the full traceback.
+Errors reach the user as one line on stderr (at most `MAX_ERROR_CHARS` characters) and a
+non-zero exit status: 2 for bad usage, configs or inputs, 1 for failures while running. Set
+RLMETA_TRACEBACK=1 to see the full traceback.
+
+Run as `python -m rlmeta.run.cli`, the current directory is not searched for modules a config
+names (`env: module:Class`): Python puts it first on `sys.path` for `-m`, and the `rlmeta`
+script does not, so both find the same modules.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rlmeta.config import MAX_ITERATIONS, MAX_TASKS
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+MAX_ERROR_CHARS = 1000
 
 
 class UsageError(Exception):
@@ -66,15 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from the policy weights of this checkpoint or run directory (same algorithm "
         "and network shape) with a fresh optimiser; sets the config's init_from",
     )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --run-dir: delete its config, metrics, TensorBoard "
+        "events, checkpoints and evaluations (other files are kept); without it a run "
+        "directory that is not empty is refused",
+    )
     _add_stop_after(train)
 
     resume = commands.add_parser(
         "resume",
         help="continue a stopped run from its last checkpoint",
         description="Continue a stopped run from its newest checkpoint, exactly as if it had not "
-        "stopped (same config, tasks, seeds and optimiser state).",
+        "stopped (same config, tasks, seeds and optimiser state). The config is the run "
+        "directory's config.yaml, which must match the checkpoint's unless "
+        "--allow-config-change.",
     )
     resume.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by train")
+    resume.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="continue with the run directory's config.yaml although it differs from the "
+        "checkpoint's config (e.g. more iterations); without it such a run is refused, naming "
+        "the keys that differ",
+    )
     _add_stop_after(resume)
 
     evaluate = commands.add_parser(
@@ -89,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (newest checkpoint) or a .pt"
     )
     evaluate.add_argument(
-        "--tasks", type=_positive_int, help="number of tasks (default: the config's eval_tasks)"
+        "--tasks", type=_positive_int(MAX_TASKS),
+        help=f"number of tasks, at most {MAX_TASKS} (default: the config's eval_tasks)"
     )
     evaluate.add_argument(
         "--split",
@@ -100,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--adapt-steps",
-        type=_non_negative_int,
+        type=_non_negative_int(100),
         help="MAML inner steps to evaluate, 0..K (default: 3); ignored by RL²",
     )
     evaluate.add_argument(
@@ -111,9 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", help="output directory (default: <run dir>/eval-<split>)")
     evaluate.add_argument(
-        "--workers", type=_non_negative_int, help="rollout workers (default: the run's config)"
+        "--workers", type=_non_negative_int(10_000),
+        help="rollout workers (default: the run's config)"
     )
-    evaluate.add_argument("--address", help="Ray cluster address (default: the run's config)")
+    evaluate.add_argument(
+        "--address",
+        help="Ray cluster address (default: a local instance; the address a checkpoint stores "
+        "is never contacted unless passed here)",
+    )
 
     commands.add_parser(
         "envs",
@@ -133,12 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and policy stepped in one plain process; prints one JSON object.",
     )
     sampler.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
-    sampler.add_argument("--workers", type=_positive_int, default=2, help="rollout workers")
+    sampler.add_argument("--workers", type=_positive_int(10_000), default=2,
+                         help="rollout workers")
     sampler.add_argument(
-        "--envs-per-worker", type=_positive_int, default=10, help="envs stepped together"
+        "--envs-per-worker", type=_positive_int(10_000), default=10,
+        help="envs stepped together"
     )
-    sampler.add_argument("--steps", type=_positive_int, default=20000, help="env steps to time")
-    sampler.add_argument("--seed", type=int, default=0, help="seed")
+    sampler.add_argument("--steps", type=_positive_int(10**8), default=20000,
+                         help="env steps to time")
+    sampler.add_argument("--seed", type=_non_negative_int(2**32 - 1), default=0, help="seed")
     in_process = benches.add_parser(
         "sampler-in-process",
         help="what the sampler costs per env step without Ray",
@@ -148,43 +181,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     in_process.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
     in_process.add_argument(
-        "--envs-per-worker", type=_positive_int, default=10, help="envs stepped together"
+        "--envs-per-worker", type=_positive_int(10_000), default=10,
+        help="envs stepped together"
     )
-    in_process.add_argument("--tasks", type=_positive_int, default=400, help="tasks per loop")
-    in_process.add_argument("--blocks", type=_positive_int, default=10, help="blocks of tasks")
-    in_process.add_argument("--seed", type=int, default=0, help="seed")
+    in_process.add_argument("--tasks", type=_positive_int(MAX_TASKS), default=400,
+                            help="tasks per loop")
+    in_process.add_argument("--blocks", type=_positive_int(10_000), default=10,
+                            help="blocks of tasks")
+    in_process.add_argument("--seed", type=_non_negative_int(2**32 - 1), default=0, help="seed")
     return parser
 
 
 def _add_stop_after(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-after",
-        type=_positive_int,
+        type=_positive_int(MAX_ITERATIONS),
         metavar="N",
         help="stop after N iterations in this session, with a checkpoint (e.g. to fit a job's "
         "time slot); `rlmeta resume` continues",
     )
 
 
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _positive_int(limit: int) -> Callable[[str], int]:
+    """A parser of integers in 1..`limit` (every count has a bound, as config sizes do)."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        return _at_most(value, limit, text)
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+def _non_negative_int(limit: int) -> Callable[[str], int]:
+    """A parser of integers in 0..`limit`."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        return _at_most(value, limit, text)
+
+    return parse
+
+
+def _at_most(value: int, limit: int, text: str) -> int:
+    if value > limit:
+        raise argparse.ArgumentTypeError(f"expected at most {limit}, got {text[:40]!r}")
     return value
 
 
 def _int(text: str) -> int:
+    if len(text) > 100:  # no count is that long, and int() of a huge string takes a while
+        raise argparse.ArgumentTypeError(f"expected an integer, got {len(text)} characters")
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
 
 
 def _say(message: str) -> None:
@@ -206,27 +260,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{stamp}")
     start = f"; starting from the weights in {config.init_from}" if config.init_from else ""
     _say(f"rlmeta: training {config.algorithm} on {config.env}; run directory {run_dir}{start}")
-    summary = train(config, run_dir, stop_after=args.stop_after)
+    summary = train(config, run_dir, stop_after=args.stop_after, overwrite=args.overwrite)
     _report_training(summary, run_dir, progress_keys(config))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from rlmeta import checkpoint
-    from rlmeta.config_io import config_from_dict
-    from rlmeta.run.train import progress_keys, train
+    from rlmeta.run.train import check_resume, progress_keys, resume_config, train
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} does not exist")
     latest = checkpoint.latest_checkpoint(run_dir)
     state = checkpoint.load_checkpoint(latest)
-    config = config_from_dict(state["config"])
+    config = resume_config(run_dir, state)
+    changed = check_resume(config, state, latest, args.allow_config_change)
     if state["iteration"] >= config.iterations:
         _say(f"rlmeta: {run_dir} already finished all {config.iterations} iterations")
         return 0
-    _say(f"rlmeta: resuming {run_dir} from {latest.name} (iteration {state['iteration']})")
-    summary = train(config, run_dir, resume=True, stop_after=args.stop_after)
+    with_changes = f", with config.yaml's {', '.join(changed)}" if changed else ""
+    _say(f"rlmeta: resuming {run_dir} from {latest.name} (iteration {state['iteration']})"
+         f"{with_changes}")
+    summary = train(config, run_dir, resume=True, stop_after=args.stop_after,
+                    allow_config_change=args.allow_config_change)
     _report_training(summary, run_dir, progress_keys(config))
     return 0
 
@@ -303,8 +360,9 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the input was wrong (exit 2) rather than that running failed."""
     from rlmeta.checkpoint import CheckpointError
     from rlmeta.config_io import ConfigError
+    from rlmeta.run_dir import RunDirError
 
-    return (UsageError, ConfigError, CheckpointError, ValueError, FileExistsError,
+    return (UsageError, ConfigError, CheckpointError, RunDirError, ValueError, FileExistsError,
             FileNotFoundError)
 
 
@@ -324,8 +382,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         if status == EXIT_FAILURE and not _is_known_failure(error):
             message = f"{type(error).__name__}: {message}"
-        _say(f"{prog}: error: {message}")
+        _say(f"{prog}: error: {_clip(message)}")
         return status
+
+
+def _clip(message: str) -> str:
+    """One error line of at most `MAX_ERROR_CHARS` characters, saying how much was cut."""
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return f"{message[:MAX_ERROR_CHARS]}... ({len(message) - MAX_ERROR_CHARS} more characters)"
 
 
 def _is_known_failure(error: BaseException) -> bool:
@@ -343,4 +408,8 @@ def _is_known_failure(error: BaseException) -> bool:
 
 
 if __name__ == "__main__":
+    # `python -m` put the current directory first on the module path (unless -P); the `rlmeta`
+    # script does not. Dropped so a config's `module:Class` never finds a stray file here.
+    if not getattr(sys.flags, "safe_path", False) and sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
     sys.exit(main())

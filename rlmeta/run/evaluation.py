@@ -23,8 +23,9 @@ import numpy as np
 from scipy import stats
 
 from rlmeta import checkpoint, tasks, warm_start
+from rlmeta import run_dir as run_dirs
 from rlmeta.algorithm import TaskSpec
-from rlmeta.config import ExperimentConfig, with_changes
+from rlmeta.config import MAX_TASKS, ExperimentConfig, with_changes
 from rlmeta.config_io import config_from_dict
 from rlmeta.run import build
 from rlmeta.run.train import draw_task_specs, meta_batch_size
@@ -104,7 +105,8 @@ def evaluation_config(
     actions: str | None = None,
 ) -> ExperimentConfig:
     """The run's config set up for evaluation: the env's split (for an env with task splits),
-    optionally other workers and how actions are chosen (an algorithm that can choose, RL²)."""
+    optionally other workers and how actions are chosen (an algorithm that can choose, RL²), and
+    `address` in place of the one the run was trained with (None: a local instance)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if actions is not None:
@@ -114,8 +116,9 @@ def evaluation_config(
         changes["env_kwargs"] = {**config.env_kwargs, "split": split}
     if workers is not None:
         changes["workers"] = workers
-    if address is not None:
-        changes["address"] = address
+    # The address a checkpoint stores is another session's cluster: never contacted unless the
+    # user passes it again (None starts a local instance).
+    changes["address"] = address
     # Validated like any config, so a bad override is reported like any config error.
     return with_changes(config, **changes)
 
@@ -124,8 +127,8 @@ def evaluation_specs(
     config: ExperimentConfig, env: Any, n_tasks: int, split: str
 ) -> list[TaskSpec]:
     """`n_tasks` tasks and seeds: a held-out stream for test, training's own stream for train."""
-    if n_tasks < 1:
-        raise ValueError(f"number of evaluation tasks must be >= 1, got {n_tasks}")
+    if not 1 <= n_tasks <= MAX_TASKS:
+        raise ValueError(f"number of evaluation tasks must be from 1 to {MAX_TASKS}, got {n_tasks}")
     if split == "test":
         return draw_task_specs(env, n_tasks, np.random.default_rng([config.seed, HELD_OUT_STREAM]))
     # Replay the driver: whole meta-batches from the training stream, as training drew them.
@@ -204,6 +207,7 @@ def evaluate(
     """
     path = checkpoint.resolve_checkpoint(target)
     state = checkpoint.load_checkpoint(path)
+    run_dirs.check_in_its_run(state, path)
     config = evaluation_config(
         config_from_dict(state["config"]), split, workers, address, actions
     )

@@ -19,13 +19,20 @@ import numpy as np
 import torch
 
 from rlmeta import checkpoint, tasks, warm_start
+from rlmeta import run_dir as run_dirs
 from rlmeta.algorithm import TaskResult, TaskSpec
-from rlmeta.config import ExperimentConfig
-from rlmeta.config_io import config_from_dict, config_to_dict, save_config
+from rlmeta.config import ConfigError, ExperimentConfig
+from rlmeta.config_io import (
+    changed_keys,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 from rlmeta.metrics import MetricsLogger, Progress
 from rlmeta.run import build
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = run_dirs.CONFIG_FILE
 SEED_BOUND = 2**31 - 1
 _DRIVER_KEYS = ("iteration", "env_steps", "time_s")
 EVAL_PREFIX = "eval/"  # held-out evaluation's scalars during training (`eval_every`)
@@ -75,10 +82,16 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     callbacks: Sequence[Callback] = (),
+    overwrite: bool = False,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Train per `config`, writing config, metrics and checkpoints to `run_dir`.
 
-    `resume=True` continues from the newest checkpoint in `run_dir` exactly where it stopped.
+    The run owns `run_dir` while it runs (`rlmeta.run_dir.claim`): a second writer is refused,
+    and a new run refuses a directory that is not empty unless `overwrite` (which deletes an
+    earlier run's files there). `resume=True` continues from the newest checkpoint in `run_dir`
+    exactly where it stopped; `config` must be the checkpoint's (and config.yaml's), or differ
+    only with `allow_config_change` (config.yaml then shows the config the run continues with).
     `stop_after` ends this session (with a checkpoint) after that many iterations, as a job's
     time slot would; `rlmeta resume` continues it. A new run with `config.init_from` starts from
     that checkpoint's policy weights (`rlmeta.warm_start`). Each of `callbacks` is called with
@@ -91,12 +104,13 @@ def train(
         raise ValueError(f"stop_after must be >= 1, got {stop_after}")
     # The env first: a bad env id or kwargs fails before anything is written to the run dir.
     env = build.build_env(config)
-    runtime = None
+    runtime = lock = None
     try:
         # Resume carries the weights in its checkpoint: init_from matters only to a new run.
         initial = None if resume or config.init_from is None else (
             warm_start.read_initial_weights(config.init_from, config.algorithm))
-        state = _restore(config, run_dir) if resume else _start(config, run_dir)
+        lock = run_dirs.claim(run_dir, resume=resume, overwrite=overwrite)
+        state = _restore(config, run_dir, allow_config_change) if resume else _start(config)
         runtime = build.make_runtime(config, env.observation_space, env.action_space)
         if resume:
             runtime.load_state_dict(state["runtime"])
@@ -106,28 +120,65 @@ def train(
                 runtime.load_state_dict(
                     warm_start.with_initial_weights(runtime.state_dict(), initial))
                 state[warm_start.RECORD_KEY] = initial.record
+        if not resume or not (run_dir / CONFIG_FILE).exists() or allow_config_change:
             # Written once the run can start, so a run that cannot leaves nothing behind.
-            run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, run_dir / CONFIG_FILE)
         driver = _Driver(config, run_dir, runtime, env, state, tuple(callbacks))
     except BaseException:
         if runtime is not None:
             runtime.shutdown()
         env.close()
+        if lock is not None:
+            lock.release(discard=True)
         raise
     try:
         end = config.iterations if stop_after is None else state["iteration"] + stop_after
         return driver.run(min(end, config.iterations))
     finally:
-        driver.close()
+        try:
+            driver.close()
+        finally:
+            lock.release()
 
 
-def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    if checkpoint.list_checkpoints(run_dir):
-        raise FileExistsError(
-            f"run directory {str(run_dir)!r} already has checkpoints; continue it with "
-            f"`rlmeta resume {run_dir}` or choose another --run-dir"
+def resume_config(run_dir: str | Path, state: dict[str, Any]) -> ExperimentConfig:
+    """What `rlmeta resume` continues with: the run directory's config.yaml (a user may have
+    edited it: `check_resume` says what differs), or the checkpoint's config when the file is
+    gone."""
+    path = Path(run_dir) / CONFIG_FILE
+    return load_config(path) if path.exists() else _saved_config(state, path)
+
+
+def check_resume(
+    config: ExperimentConfig, state: dict[str, Any], path: Path, allow_config_change: bool
+) -> list[str]:
+    """The dotted keys in which `config` differs from the config of checkpoint `state` (read
+    from `path`). A checkpoint of another algorithm or env is refused; other differences are
+    refused unless `allow_config_change`."""
+    current = config_to_dict(config)
+    checkpoint.check_belongs(state, path, current, f"the config to resume with ({CONFIG_FILE})")
+    changed = changed_keys(config_to_dict(_saved_config(state, path)), current)
+    if changed and not allow_config_change:
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8
+                                          else "")
+        raise ValueError(
+            f"config differs from the one {str(path.parent.parent)!r} was trained with (keys: "
+            f"{shown}); resume continues a run unchanged: restore {CONFIG_FILE}, or pass "
+            f"--allow-config-change to continue with its values"
         )
+    return changed
+
+
+def _saved_config(state: dict[str, Any], path: Path) -> ExperimentConfig:
+    try:
+        return config_from_dict(state["config"])
+    except ConfigError as error:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(path)!r} holds a config this rlmeta does not accept: {error}"
+        ) from None
+
+
+def _start(config: ExperimentConfig) -> dict[str, Any]:
     # The learner's own randomness (e.g. minibatch order) draws from torch's global RNG.
     torch.manual_seed(config.seed)
     return {
@@ -139,16 +190,22 @@ def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _restore(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(run_dir))
-    saved = config_from_dict(state["config"])
-    if saved != config:
-        current, before = config_to_dict(config), config_to_dict(saved)
-        changed = sorted(key for key in current if current[key] != before.get(key))
-        raise ValueError(
-            f"config differs from the one {str(run_dir)!r} was trained with (keys: "
-            f"{', '.join(changed)}); resume continues a run unchanged"
-        )
+def _restore(
+    config: ExperimentConfig, run_dir: Path, allow_config_change: bool
+) -> dict[str, Any]:
+    path = checkpoint.latest_checkpoint(run_dir)
+    state = checkpoint.load_checkpoint(path)
+    check_resume(config, state, path, allow_config_change)
+    file = run_dir / CONFIG_FILE
+    if file.exists() and not allow_config_change:
+        # The file shows what the run uses: one edited since is not passed over in silence.
+        differ = changed_keys(config_to_dict(load_config(file)), config_to_dict(config))
+        if differ:
+            raise ValueError(
+                f"{str(file)!r} differs from the config to resume with (keys: "
+                f"{', '.join(differ[:8])}); resume with the file's config or pass "
+                f"--allow-config-change"
+            )
     return state
 
 
