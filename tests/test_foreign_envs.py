@@ -10,6 +10,7 @@ a task chosen in `__init__`).
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -173,7 +174,11 @@ def test_the_cli_reports_a_mismatched_method_in_one_line(tmp_path: Path) -> None
     result = subprocess.run(
         [sys.executable, "-m", "rlmeta.run.cli", "train", str(path), "--run-dir",
          str(tmp_path / "run"), "--set", f"env={__name__}:SetTaskWithoutArgumentEnv"],
-        capture_output=True, text=True, cwd=Path(__file__).parent, timeout=300,
+        capture_output=True, text=True, timeout=300,
+        # The CLI never imports from the current directory implicitly: the env's module is found
+        # on PYTHONPATH, as a user's own package would be.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])},
     )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line]
