@@ -181,6 +181,9 @@ class ExperimentConfig(Settings):
     """Async mode: at most this many weight versions between sampling and learning."""
     on_env_error: Literal["raise", "drop"] = "raise"
     """raise: stop on an env that raises or returns non-finite values; drop: skip that task."""
+    env_step_timeout_s: NonNegativeFloat = 60.0
+    """Seconds an env reset, step or set_task may take before it counts as an env error
+    (handled as `on_env_error` says); 0: no limit."""
     max_task_retries: NonNegativeInt = 3
     """Times a task lost with a dead worker is resampled elsewhere before the run stops."""
 

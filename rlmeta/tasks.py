@@ -104,7 +104,15 @@ def sample_tasks(env: gym.Env, n: int, rng: np.random.Generator) -> list[Any]:
     """Sample `n` tasks; deterministic given `rng`."""
     if n < 1:
         raise ValueError(f"number of tasks must be >= 1, got {n}")
-    return list(task_env(env).sample_tasks(n, rng))
+    inner = task_env(env)
+    tasks = inner.sample_tasks(n, rng)
+    if not isinstance(tasks, list | tuple) or len(tasks) != n:
+        got = f"{len(tasks)} tasks" if isinstance(tasks, list | tuple) else _short(tasks)
+        raise ValueError(
+            f"env {type(inner).__name__}: sample_tasks({n}, rng) returned {got}; expected a "
+            f"list of {n} tasks"
+        )
+    return list(tasks)
 
 
 def set_task(env: gym.Env, task: Any) -> None:
@@ -115,6 +123,11 @@ def set_task(env: gym.Env, task: Any) -> None:
 def get_task(env: gym.Env) -> Any:
     """The current task of `env` (through any wrappers)."""
     return task_env(env).get_task()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = f"{value!r} ({type(value).__name__})"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_task(task: Any) -> str:
