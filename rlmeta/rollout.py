@@ -144,10 +144,9 @@ _clock = time.monotonic
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
+    # The watchdog signals only an overdue call, but the call may have returned since.
     started = _watch.started
     if started is not None and _clock() - started > _watch.timeout_s:
-        # `started` stays set until the sampler leaves the call: an env that swallows this
-        # gets it again on the next tick.
         raise EnvTimeout(_watch.call)
 
 
@@ -157,16 +156,18 @@ def env_call_timeout(seconds: float | None) -> Iterator[None]:
     `set_task_on` that runs longer than `seconds` is interrupted and becomes an `EnvStepError`
     saying so; None or 0: no limit.
 
-    A periodic SIGALRM checks the call in progress, so the limit holds in the main thread only
-    (the driver with `workers: 0`, a Ray worker actor) and interrupts Python code, including
-    `time.sleep` and socket waits, but not a C extension that never returns to the interpreter.
-    Elsewhere the block runs without a limit and warns once. Nested blocks keep the outer one.
+    A watchdog thread looks at the call in progress a few times per limit and sends SIGALRM to
+    the main thread when it is overdue; the handler raises `EnvTimeout` inside the call. So the
+    limit holds where the main thread samples (the driver with `workers: 0`, a Ray worker
+    actor), interrupts Python code (`time.sleep`, lock and socket waits, loops) but not a C
+    extension that never returns to the interpreter, and a run with no hang receives no signal.
+    Elsewhere the block runs without a limit and warns. Nested blocks keep the outer limit.
     """
     if not seconds or _watch.timeout_s:
         yield
         return
     if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
+        signal, "pthread_kill"
     ):
         warnings.warn(
             "env_step_timeout_s is not enforced outside the main thread of a POSIX process",
@@ -174,20 +175,31 @@ def env_call_timeout(seconds: float | None) -> Iterator[None]:
         )
         yield
         return
-    # Checked a few times per limit (at least once a second), so a hang is caught within
-    # about a quarter of the limit after it is reached.
-    period = min(max(seconds / 4, 0.01), 1.0)
     previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
-    previous_timer = signal.setitimer(signal.ITIMER_REAL, period, period)
     _watch.timeout_s = float(seconds)
+    stop = threading.Event()
+    main = threading.main_thread().ident
+    # A quarter of the limit, at most a second: a hang ends soon after the limit.
+    period = min(max(seconds / 4, 0.01), 1.0)
+
+    def watchdog() -> None:
+        while not stop.wait(period):
+            started = _watch.started
+            if started is not None and _clock() - started > _watch.timeout_s:
+                signal.pthread_kill(main, signal.SIGALRM)
+
+    thread = threading.Thread(target=watchdog, name="rlmeta-env-watchdog", daemon=True)
+    thread.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        stop.set()
+        thread.join()
         _watch.timeout_s, _watch.started = 0.0, None
+        # A system call: a signal the watchdog sent last is delivered on its return, to this
+        # handler, not to the previous one (SIGALRM's default ends the process).
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])
         signal.signal(signal.SIGALRM, previous_handler)
-        if previous_timer[0]:
-            signal.setitimer(signal.ITIMER_REAL, *previous_timer)
 
 
 def _timed_out(env_id: str, call: str, where: str) -> EnvStepError:
