@@ -129,25 +129,30 @@ class EnvTimeout(BaseException):
 
 
 class _Watch:
-    """The env call in progress: which method and when it started (None: not in an env call)."""
+    """The env call in progress, as the sampler marks it: `call` is a number unique to each
+    call while it runs, 0 between calls (a counter costs less per step than a clock read).
+    The watchdog sets `overdue` to the call it found running past the limit."""
 
-    __slots__ = ("call", "started", "timeout_s")
+    __slots__ = ("call", "calls", "overdue", "timeout_s")
 
     def __init__(self) -> None:
-        self.call = ""
-        self.started: float | None = None
+        self.call = 0
+        self.calls = 0
+        self.overdue = -1
         self.timeout_s = 0.0
+
+    def enter(self) -> None:
+        self.calls += 1
+        self.call = self.calls
 
 
 _watch = _Watch()
-_clock = time.monotonic
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
-    # The watchdog signals only an overdue call, but the call may have returned since.
-    started = _watch.started
-    if started is not None and _clock() - started > _watch.timeout_s:
-        raise EnvTimeout(_watch.call)
+    # The watchdog signals an overdue call, which may have returned since.
+    if _watch.call == _watch.overdue:
+        raise EnvTimeout()
 
 
 @contextmanager
@@ -179,13 +184,18 @@ def env_call_timeout(seconds: float | None) -> Iterator[None]:
     _watch.timeout_s = float(seconds)
     stop = threading.Event()
     main = threading.main_thread().ident
-    # A quarter of the limit, at most a second: a hang ends soon after the limit.
+    # A quarter of the limit, at most a second: a call is interrupted after running between
+    # the limit and one period more.
     period = min(max(seconds / 4, 0.01), 1.0)
 
     def watchdog() -> None:
+        seen, since = 0, 0.0
         while not stop.wait(period):
-            started = _watch.started
-            if started is not None and _clock() - started > _watch.timeout_s:
+            call, now = _watch.call, time.monotonic()
+            if call != seen:
+                seen, since = call, now
+            elif call and now - since >= seconds:
+                _watch.overdue = call
                 signal.pthread_kill(main, signal.SIGALRM)
 
     thread = threading.Thread(target=watchdog, name="rlmeta-env-watchdog", daemon=True)
@@ -195,7 +205,7 @@ def env_call_timeout(seconds: float | None) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-        _watch.timeout_s, _watch.started = 0.0, None
+        _watch.timeout_s, _watch.call, _watch.overdue = 0.0, 0, -1
         # A system call: a signal the watchdog sent last is delivered on its return, to this
         # handler, not to the previous one (SIGALRM's default ends the process).
         signal.pthread_sigmask(signal.SIG_BLOCK, [])
@@ -214,7 +224,7 @@ def set_task_on(envs: list[gym.Env], task: Any, task_index: int) -> None:
     task and its index, so runtimes report it like any other env failure."""
     for env in envs:
         where = f"on task {task_protocol.describe_task(task)} (task index {task_index})"
-        _watch.call, _watch.started = "set_task", _clock()
+        _watch.enter()
         try:
             task_protocol.set_task(env, task)
         except EnvTimeout:
@@ -225,7 +235,7 @@ def set_task_on(envs: list[gym.Env], task: Any, task_index: int) -> None:
                 f"(task index {task_index}) at set_task: {type(error).__name__}: {error}"
             ) from error
         finally:
-            _watch.started = None
+            _watch.call = 0
 
 
 def _non_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> EnvStepError:
@@ -334,7 +344,7 @@ def sample_rollout(
     prev_dones = [0.0] * n_slots
     next_sequence = 0
     steps = [env.step for env in envs]
-    watch, clock = _watch, _clock
+    watch = _watch
 
     def where(slot: int) -> str:
         return (f"on task {_describe(task)} at step {slot_t[slot]} of episode "
@@ -342,7 +352,7 @@ def sample_rollout(
 
     def reset(slot: int, seed: int | None) -> Any:
         """The env's first observation of an episode, checked for shape and finiteness."""
-        watch.call, watch.started = "reset", clock()
+        watch.enter()
         try:
             result = envs[slot].reset(seed=seed)
         except EnvTimeout:
@@ -353,7 +363,7 @@ def sample_rollout(
                 f"{error}"
             ) from error
         finally:
-            watch.started = None
+            watch.call = 0
         if not isinstance(result, tuple) or len(result) != 2:
             raise EnvStepError(
                 f"env {env_id!r} returned {_short(result)} from reset {where(slot)}; expected "
@@ -422,7 +432,8 @@ def sample_rollout(
         restarted = []
         finished = []
         for slot in active:
-            watch.call, watch.started = "step", clock()
+            watch.calls += 1
+            watch.call = watch.calls
             try:
                 result = steps[slot](actions[slot])
             except EnvTimeout:
@@ -437,7 +448,7 @@ def sample_rollout(
                     f"{type(error).__name__}: {error}"
                 ) from error
             finally:
-                watch.started = None
+                watch.call = 0
             try:
                 obs, reward, terminated, truncated, info = result
             except (TypeError, ValueError):
