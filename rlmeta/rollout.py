@@ -223,11 +223,11 @@ def set_task_on(envs: list[gym.Env], task: Any, task_index: int) -> None:
     """Set `task` on every env; a rejected task value is an `EnvStepError` naming the env, the
     task and its index, so runtimes report it like any other env failure."""
     for env in envs:
-        where = f"on task {task_protocol.describe_task(task)} (task index {task_index})"
         _watch.enter()
         try:
             task_protocol.set_task(env, task)
         except EnvTimeout:
+            where = f"on task {task_protocol.describe_task(task)} (task index {task_index})"
             raise _timed_out(_env_id(env), "set_task", where) from None
         except Exception as error:
             raise EnvStepError(
