@@ -212,6 +212,9 @@ class ExperimentConfig(Settings):
     100; each is a meta-batch held in flight)."""
     on_env_error: Literal["raise", "drop"] = "raise"
     """raise: stop on an env that raises or returns non-finite values; drop: skip that task."""
+    env_step_timeout_s: Annotated[Float, Field(ge=0, le=86_400)] = 60.0
+    """Seconds an env reset, step or set_task may take before it counts as an env error
+    (handled as `on_env_error` says); 0: no limit; at most a day."""
     max_task_retries: non_negative_up_to(100) = 3
     """Times a task lost with a dead worker is resampled elsewhere before the run stops (at most
     100)."""

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,20 +116,126 @@ class Rollout:
 
 
 class EnvStepError(RuntimeError):
-    """An env raised or produced a non-finite value; names the env, the task and the step."""
+    """An env raised, did not return in time, or returned a value of the wrong kind (non-finite,
+    wrong shape, not a number); names the env, the task and the step."""
+
+
+class EnvTimeout(BaseException):
+    """Raised inside an env call that outlived its deadline (see `env_call_timeout`).
+
+    A BaseException, like KeyboardInterrupt, so that an env's own `except Exception` does not
+    swallow it; the sampler turns it into an `EnvStepError`.
+    """
+
+
+class _Watch:
+    """The env call in progress, as the sampler marks it: `call` is a number unique to each
+    call while it runs, 0 between calls (a counter costs less per step than a clock read).
+    The watchdog sets `overdue` to the call it found running past the limit."""
+
+    __slots__ = ("call", "calls", "overdue", "timeout_s")
+
+    def __init__(self) -> None:
+        self.call = 0
+        self.calls = 0
+        self.overdue = -1
+        self.timeout_s = 0.0
+
+    def enter(self) -> None:
+        self.calls += 1
+        self.call = self.calls
+
+
+_watch = _Watch()
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    # The watchdog signals an overdue call, which may have returned since.
+    if _watch.call == _watch.overdue:
+        raise EnvTimeout()
+
+
+@contextmanager
+def env_call_timeout(seconds: float | None) -> Iterator[None]:
+    """Inside the block, an env `reset`, `step` or `set_task` made by `sample_rollout` or
+    `set_task_on` that runs longer than `seconds` is interrupted and becomes an `EnvStepError`
+    saying so; None or 0: no limit.
+
+    A watchdog thread looks at the call in progress a few times per limit and sends SIGALRM to
+    the main thread when it is overdue; the handler raises `EnvTimeout` inside the call. So the
+    limit holds where the main thread samples (the driver with `workers: 0`, a Ray worker
+    actor), interrupts Python code (`time.sleep`, lock and socket waits, loops) but not a C
+    extension that never returns to the interpreter, and a run with no hang receives no signal.
+    Elsewhere the block runs without a limit and warns. Nested blocks keep the outer limit.
+    """
+    if not seconds or _watch.timeout_s:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_kill"
+    ):
+        warnings.warn(
+            "env_step_timeout_s is not enforced outside the main thread of a POSIX process",
+            RuntimeWarning, stacklevel=3,
+        )
+        yield
+        return
+    previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
+    _watch.timeout_s = float(seconds)
+    stop = threading.Event()
+    main = threading.main_thread().ident
+    # A quarter of the limit, at most a second: a call is interrupted after running between
+    # the limit and one period more.
+    period = min(max(seconds / 4, 0.01), 1.0)
+
+    def watchdog() -> None:
+        seen, since = 0, 0.0
+        while not stop.wait(period):
+            call, now = _watch.call, time.monotonic()
+            if call != seen:
+                seen, since = call, now
+            elif call and now - since >= seconds:
+                _watch.overdue = call
+                signal.pthread_kill(main, signal.SIGALRM)
+
+    thread = threading.Thread(target=watchdog, name="rlmeta-env-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        _watch.timeout_s, _watch.call, _watch.overdue = 0.0, 0, -1
+        # A system call: a signal the watchdog sent last is delivered on its return, to this
+        # handler, not to the previous one (SIGALRM's default ends the process).
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        signal.signal(signal.SIGALRM, previous_handler)
+
+
+def _timed_out(env_id: str, call: str, where: str) -> EnvStepError:
+    return EnvStepError(
+        f"env {env_id!r} did not return from {call} within {_watch.timeout_s:g}s "
+        f"(env_step_timeout_s) {where}; expected every reset, step and set_task to return"
+    )
 
 
 def set_task_on(envs: list[gym.Env], task: Any, task_index: int) -> None:
     """Set `task` on every env; a rejected task value is an `EnvStepError` naming the env, the
     task and its index, so runtimes report it like any other env failure."""
     for env in envs:
+        _watch.enter()
         try:
             task_protocol.set_task(env, task)
+        except EnvTimeout:
+            where = f"on task {task_protocol.describe_task(task)} (task index {task_index})"
+            raise _timed_out(_env_id(env), "set_task", where) from None
         except Exception as error:
             raise EnvStepError(
                 f"env {_env_id(env)!r} rejected task {task_protocol.describe_task(task)} "
                 f"(task index {task_index}) at set_task: {type(error).__name__}: {error}"
             ) from error
+        finally:
+            _watch.call = 0
 
 
 def _non_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> EnvStepError:
@@ -138,6 +249,23 @@ def _check_finite(name: str, value: Any, env_id: str, task: Any, step: int) -> N
     finite = math.isfinite(value) if isinstance(value, float | int) else np.isfinite(value).all()
     if not finite:
         raise _non_finite(name, value, env_id, task, step)
+
+
+def _check_observation(
+    obs: Any, shape: tuple[int, ...] | None, call: str, env_id: str, where: Callable[[], str]
+) -> None:
+    """An observation of another shape than the env's observation space is an error naming
+    both (otherwise the policy's first layer fails with a shape message that names no env)."""
+    if shape is not None and np.shape(obs) != shape:
+        raise EnvStepError(
+            f"env {env_id!r} returned an observation of shape {np.shape(obs)} from {call} "
+            f"{where()}; expected shape {shape} (its observation_space)"
+        )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(task: Any) -> str:
@@ -193,6 +321,9 @@ def sample_rollout(
     action_space = envs[0].action_space
     discrete = isinstance(action_space, gym.spaces.Discrete)
     act_shape: tuple[int, ...] = () if discrete else tuple(action_space.shape)
+    space_shape = getattr(envs[0].observation_space, "shape", None)
+    obs_shape = None if space_shape is None else tuple(space_shape)
+    batch_shape = None if obs_shape is None else (n_slots, *obs_shape)
 
     # Each batch step keeps, for every slot, the observation, action and log-probability it fed
     # the actor, and a snapshot of which slots were stepping and where each stood (sequence,
@@ -213,6 +344,35 @@ def sample_rollout(
     prev_dones = [0.0] * n_slots
     next_sequence = 0
     steps = [env.step for env in envs]
+    watch = _watch
+
+    def where(slot: int) -> str:
+        return (f"on task {_describe(task)} at step {slot_t[slot]} of episode "
+                f"{slot_episode[slot]}")
+
+    def reset(slot: int, seed: int | None) -> Any:
+        """The env's first observation of an episode, checked for shape and finiteness."""
+        watch.enter()
+        try:
+            result = envs[slot].reset(seed=seed)
+        except EnvTimeout:
+            raise _timed_out(env_id, "reset", where(slot)) from None
+        except Exception as error:
+            raise EnvStepError(
+                f"env {env_id!r} raised from reset {where(slot)}: {type(error).__name__}: "
+                f"{error}"
+            ) from error
+        finally:
+            watch.call = 0
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise EnvStepError(
+                f"env {env_id!r} returned {_short(result)} from reset {where(slot)}; expected "
+                f"a pair (observation, info)"
+            )
+        obs = result[0]
+        _check_observation(obs, obs_shape, "reset", env_id, lambda slot=slot: where(slot))
+        _check_finite("observation", obs, env_id, task, slot_t[slot])
+        return obs
 
     def start(slot: int) -> None:
         nonlocal next_sequence
@@ -221,9 +381,7 @@ def sample_rollout(
         slot_sequence[slot] = j
         slot_episode[slot] = 0
         slot_t[slot] = 0
-        obs, _ = envs[slot].reset(seed=reset_seeds[j])
-        _check_finite("observation", obs, env_id, task, 0)
-        observations[slot] = obs
+        observations[slot] = reset(slot, reset_seeds[j])
         prev_rewards[slot] = 0.0
 
     for slot in range(n_slots):
@@ -233,24 +391,38 @@ def sample_rollout(
     add_reward, add_end = record.rewards.append, record.ends.append
     isfinite = math.isfinite
 
-    def non_finite_observation() -> EnvStepError | None:
+    def bad_observation() -> EnvStepError | None:
         # Observations fed to the actor are checked once per rollout (below), and where the
         # actor or an env raised, since a non-finite observation may be why. Not per batch
         # step: with a MuJoCo env's state in the CPU caches any numpy call there costs ~6 µs,
         # and this check alone slowed HalfCheetahVel sampling by 3.6%
         # (benchmarks/results/sampler_notes.md).
+        # A step may also have returned an observation of another shape than the others.
+        for slot in active:
+            _check_observation(observations[slot], obs_shape, "step", env_id,
+                               lambda slot=slot: where(slot))
         found = record.first_non_finite_observation()
         return None if found is None else _non_finite("observation", found[1], env_id, task,
                                                       found[0])
 
     while active:
         # np.array over a list of equal-shape arrays is several times faster than np.stack.
-        obs_batch = np.array(observations, dtype=np.float32)
+        try:
+            obs_batch = np.array(observations, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise bad_observation() or EnvStepError(
+                f"env {env_id!r} returned observations that are not arrays of numbers "
+                f"{where(active[0])}: {error}"
+            ) from error
+        if batch_shape is not None and obs_batch.shape != batch_shape:
+            for slot in range(n_slots):
+                _check_observation(observations[slot], obs_shape, "step", env_id,
+                                   lambda slot=slot: where(slot))
         record.add_observations(obs_batch, active, slot_sequence, slot_episode, slot_t)
         try:
             actions, log_probs = actor.act(obs_batch, prev_actions, prev_rewards, prev_dones)
         except Exception as error:
-            cause = non_finite_observation()
+            cause = bad_observation()
             if cause is not None:
                 raise cause from error
             raise
@@ -260,10 +432,14 @@ def sample_rollout(
         restarted = []
         finished = []
         for slot in active:
+            watch.calls += 1
+            watch.call = watch.calls
             try:
-                obs, reward, terminated, truncated, info = steps[slot](actions[slot])
+                result = steps[slot](actions[slot])
+            except EnvTimeout:
+                raise _timed_out(env_id, "step", where(slot)) from None
             except Exception as error:  # re-raised with the env, task and step named
-                cause = non_finite_observation()
+                cause = bad_observation()
                 if cause is not None:
                     raise cause from error
                 raise EnvStepError(
@@ -271,9 +447,33 @@ def sample_rollout(
                     f"{slot_t[slot]} of episode {slot_episode[slot]}: "
                     f"{type(error).__name__}: {error}"
                 ) from error
-            reward = float(reward)
+            finally:
+                watch.call = 0
+            try:
+                obs, reward, terminated, truncated, info = result
+            except (TypeError, ValueError):
+                raise EnvStepError(
+                    f"env {env_id!r} returned {_short(result)} from step {where(slot)}; "
+                    f"expected (observation, reward, terminated, truncated, info)"
+                ) from None
+            try:
+                if type(reward) is str:
+                    raise TypeError
+                reward = float(reward)
+            except (TypeError, ValueError):
+                raise EnvStepError(
+                    f"env {env_id!r} returned reward {_short(reward)} "
+                    f"({type(reward).__name__}) from step {where(slot)}; expected a finite "
+                    f"number"
+                ) from None
             if not isfinite(reward):
-                _check_finite("reward", reward, env_id, task, slot_t[slot])
+                # A non-finite observation fed to the policy earlier, or returned now, is
+                # the likelier cause: name it rather than the reward it led to.
+                observations[slot] = obs
+                cause = bad_observation()
+                if cause is None and not np.isfinite(np.asarray(obs, dtype=np.float64)).all():
+                    cause = _non_finite("observation", obs, env_id, task, slot_t[slot] + 1)
+                raise cause or _non_finite("reward", reward, env_id, task, slot_t[slot])
             add_reward(reward)
             prev_rewards[slot] = reward
             if info and "success" in info:
@@ -293,8 +493,7 @@ def sample_rollout(
                 # Same sequence, next episode: the recurrent state carries over, and so does
                 # the done flag (a new sequence starts with it cleared).
                 prev_dones[slot] = 1.0
-                obs, _ = envs[slot].reset()
-                observations[slot] = obs
+                observations[slot] = reset(slot, None)
             elif next_sequence < num_sequences:
                 start(slot)
                 restarted.append(slot)
@@ -313,7 +512,7 @@ def sample_rollout(
 
     arrays = record.scatter(num_sequences, prev_actions.dtype)
     # The scattered observations are exactly those the locator walks (stepping slots only).
-    if not np.isfinite(arrays["observations"]).all() and (cause := non_finite_observation()):
+    if not np.isfinite(arrays["observations"]).all() and (cause := bad_observation()):
         raise cause
     return Rollout(**arrays, task=task, seed=seed, weights_version=weights_version,
                    successes=successes if saw_success else None)

@@ -256,16 +256,20 @@ def sample_tasks(env: gym.Env, n: int, rng: np.random.Generator) -> list[Any]:
         raise ValueError(f"number of tasks must be >= 1, got {n}")
     inner = task_env(env)
     if _accepts(inner.sample_tasks, 2):
-        drawn = list(inner.sample_tasks(n, rng))
+        drawn = inner.sample_tasks(n, rng)
+        call = f"sample_tasks({n}, rng)"
     else:
         drawn = _sample_seeded(inner, n, int(rng.integers(0, 2**31 - 1)))
-    if len(drawn) != n:
-        raise ValueError(f"{type(inner).__name__}.sample_tasks returned {len(drawn)} tasks; "
-                         f"expected {n}")
-    return drawn
+        call = f"sample_tasks({n})"
+    if not isinstance(drawn, list | tuple) or len(drawn) != n:
+        got = f"{len(drawn)} tasks" if isinstance(drawn, list | tuple) else _short(drawn)
+        raise ValueError(
+            f"env {type(inner).__name__}: {call} returned {got}; expected a list of {n} tasks"
+        )
+    return list(drawn)
 
 
-def _sample_seeded(inner: Any, n: int, seed: int) -> list[Any]:
+def _sample_seeded(inner: Any, n: int, seed: int) -> Any:
     numpy_state, python_state = np.random.get_state(), random.getstate()
     # gymnasium keeps the env's generator and its seed in these two attributes.
     own = {key: getattr(inner, key, None) for key in ("_np_random", "_np_random_seed")}
@@ -274,7 +278,7 @@ def _sample_seeded(inner: Any, n: int, seed: int) -> list[Any]:
         random.seed(seed)
         if isinstance(inner, gym.Env):
             inner.np_random = np.random.default_rng(seed)
-        return list(inner.sample_tasks(n))
+        return inner.sample_tasks(n)
     finally:
         np.random.set_state(numpy_state)
         random.setstate(python_state)
@@ -291,6 +295,11 @@ def set_task(env: gym.Env, task: Any) -> None:
 def get_task(env: gym.Env) -> Any:
     """The current task of `env` (through any wrappers)."""
     return task_env(env).get_task()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = f"{value!r} ({type(value).__name__})"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_task(task: Any) -> str:

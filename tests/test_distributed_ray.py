@@ -300,11 +300,19 @@ def test_local_start_uses_the_measured_system_config(monkeypatch) -> None:
     (kwargs,) = calls
     assert kwargs["address"] == "local" and kwargs["num_cpus"] == 4
     assert kwargs["include_dashboard"] is False
-    assert kwargs["_system_config"] == {"max_direct_call_object_size": 4 * 1024 * 1024}
-    assert kwargs["_system_config"] is not ray_runtime.SYSTEM_CONFIG  # ray.init adds keys
+    assert kwargs["_system_config"] == {"max_direct_call_object_size": 4 * 1024 * 1024,
+                                        "enable_metrics_collection": False}
+    assert kwargs["_node_ip_address"] == "127.0.0.1"
+    assert kwargs["_system_config"] is not ray_runtime.LOCAL_SYSTEM_CONFIG  # ray.init adds keys
     calls.clear()
     ray_runtime.init_ray(config(workers=3, learner_cpus=2))  # the learner's CPUs come on top
     assert calls[0]["num_cpus"] == 5
     calls.clear()
     ray_runtime.init_ray(config(address="auto"))
     assert calls == [{"address": "auto"}]
+    # A given address is checked first, so one that does not answer fails in seconds.
+    checked = []
+    monkeypatch.setattr(ray_runtime, "check_address", checked.append)
+    calls.clear()
+    ray_runtime.init_ray(config(address="10.0.0.7:6379"))
+    assert checked == ["10.0.0.7:6379"] and calls == [{"address": "10.0.0.7:6379"}]

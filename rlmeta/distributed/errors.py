@@ -9,6 +9,10 @@ class RolloutError(RuntimeError):
     """A task could not be sampled: the message names the env, the task and the step (one line)."""
 
 
+class RayAddressError(ConnectionError):
+    """The Ray address given does not answer; the message names it (one line)."""
+
+
 @dataclass
 class TaskFailure:
     """A worker's report that a task failed inside the env, returned instead of a `TaskResult`.

@@ -51,8 +51,9 @@ class LocalRuntime:
 
     def _sample(self, chunk: list[TaskSpec], outcomes: dict[int, TaskResult | TaskFailure]) -> None:
         start = time.perf_counter()
-        for spec, outcome in zip(chunk, sample_tasks(self.algorithm, self.envs, chunk,
-                                                     self._version), strict=True):
+        outcomes_of_chunk = sample_tasks(self.algorithm, self.envs, chunk, self._version,
+                                         self.config.env_step_timeout_s)
+        for spec, outcome in zip(chunk, outcomes_of_chunk, strict=True):
             outcomes[spec.index] = outcome
             if isinstance(outcome, TaskResult):
                 self._timings.add("env_steps", outcome.env_steps)
@@ -99,7 +100,9 @@ class LocalRuntime:
         try:
             if weights is not None:
                 self.algorithm.set_weights(weights)
-            outcomes = [evaluate_task(self.algorithm, self.envs, s, adapt_steps) for s in specs]
+            timeout = self.config.env_step_timeout_s
+            outcomes = [evaluate_task(self.algorithm, self.envs, s, adapt_steps, timeout)
+                        for s in specs]
             return [rt.evaluation_metrics(outcome) for outcome in outcomes]
         finally:
             if saved is not None:

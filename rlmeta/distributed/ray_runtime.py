@@ -15,22 +15,31 @@ spec per call.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+import ray._private.ray_constants
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    RayActorError,
+    RayError,
+    RayTaskError,
+)
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig
 from rlmeta.distributed import runtime as rt
-from rlmeta.distributed.errors import RolloutError, TaskFailure
+from rlmeta.distributed.errors import RayAddressError, RolloutError, TaskFailure
 from rlmeta.distributed.learner import Learner
 from rlmeta.distributed.parameter_server import ParameterServer
 from rlmeta.distributed.placement import learner_placement
@@ -51,6 +60,14 @@ WORKER_MAX_RESTARTS = -1
 # sampler_notes.md). Bigger objects, such as weights of large models, still use the store.
 INLINE_OBJECT_BYTES = 4 * 1024 * 1024
 SYSTEM_CONFIG = {"max_direct_call_object_size": INLINE_OBJECT_BYTES}
+# A local instance records no metrics, so its per-node Prometheus exporter does not start.
+LOCAL_SYSTEM_CONFIG = {**SYSTEM_CONFIG, "enable_metrics_collection": False}
+LOOPBACK = "127.0.0.1"
+# How long a given Ray address may take to accept a connection before the run stops; Ray itself
+# keeps retrying an address that does not answer for minutes.
+ADDRESS_TIMEOUT_S = 5.0
+# Error lines quote at most this much of a message raised inside an actor.
+MESSAGE_CHARS = 300
 
 
 def fetch_ref(handle: list[ray.ObjectRef]) -> Weights:
@@ -96,18 +113,91 @@ class ServerClient:
 
 
 def start_local_ray(num_cpus: int) -> None:
-    """Start a new Ray instance on this machine, bound to localhost, dashboard off, with the
-    system settings rlmeta's workers are measured with (`SYSTEM_CONFIG`)."""
-    ray.init(
-        # "local" always starts a new instance; None would join whatever RAY_ADDRESS or the
-        # last `ray start` on this machine points at.
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        configure_logging=False,
-        # A copy: ray.init adds its own keys (object spilling) to the dict it is given.
-        _system_config=dict(SYSTEM_CONFIG),
-    )
+    """Start a new Ray instance on this machine, dashboard off, with the system settings
+    rlmeta's workers are measured with (`SYSTEM_CONFIG`), every process listening on the
+    loopback interface only and no metrics exporter (`LOCAL_SYSTEM_CONFIG`).
+
+    Ray turns a node address of 127.0.0.1 into the machine's routable address unless it was
+    built without cluster support (its rule for macOS and Windows); that rule is applied for the
+    duration of this call, so the instance's gRPC servers and agents bind to 127.0.0.1 rather
+    than to all interfaces. A cluster started with `ray start` is not affected.
+    """
+    with _loopback_node():
+        ray.init(
+            # "local" always starts a new instance; None would join whatever RAY_ADDRESS or
+            # the last `ray start` on this machine points at.
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            configure_logging=False,
+            _node_ip_address=LOOPBACK,
+            # A copy: ray.init adds its own keys (object spilling) to the dict it is given.
+            _system_config=dict(LOCAL_SYSTEM_CONFIG),
+        )
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    constants = ray._private.ray_constants
+    saved = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
+
+
+def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """Raise `RayAddressError` unless `address` ("host:port" or "ray://host:port") accepts a
+    TCP connection within `timeout_s`; "auto" is left to Ray, which fails at once when it finds
+    no running cluster."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(
+            f"Ray address {address!r} must be 'auto', 'host:port' or 'ray://host:port'"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or error)
+        raise RayAddressError(
+            f"Ray address {address!r} does not answer ({reason}, waited at most "
+            f"{timeout_s:g}s); expected a running Ray head there (`ray start --head`), or no "
+            f"address to start a local instance"
+        ) from None
+
+
+def describe_ray_error(error: BaseException) -> str:
+    """One line for an error raised through Ray: the exception an actor raised (not Ray's
+    wrapper with its remote traceback), its type and the first line of its message."""
+    while isinstance(error, RayTaskError) and getattr(error, "cause", None) is not None:
+        error = error.cause
+    name = type(error).__name__
+    if isinstance(error, RayTaskError):
+        name = "RayTaskError"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if len(text) > MESSAGE_CHARS:
+        text = text[: MESSAGE_CHARS - 3] + "..."
+    return f"{name}: {text}" if text else name
+
+
+@contextlib.contextmanager
+def _one_line(what: str) -> Iterator[None]:
+    try:
+        yield
+    except RayError as error:
+        raise RolloutError(f"{what} failed: {describe_ray_error(error)}") from error
+
+
+def _get(refs: Any, what: str) -> Any:
+    """`ray.get`, with a failure raised as a one-line `RolloutError` naming `what` failed."""
+    try:
+        return ray.get(refs)
+    except RayError as error:
+        raise RolloutError(f"{what} failed: {describe_ray_error(error)}") from error
 
 
 def init_ray(config: ExperimentConfig) -> bool:
@@ -122,6 +212,7 @@ def init_ray(config: ExperimentConfig) -> bool:
     if config.address is None:
         start_local_ray(config.workers + config.learner_cpus)
     else:
+        check_address(config.address)
         ray.init(address=config.address)
     return True
 
@@ -195,7 +286,8 @@ class RayRuntime:
         )
         self.workers = [
             worker_class.remote(
-                algorithm_factory, env_factory, config.envs_per_worker, server, fetch_ref
+                algorithm_factory, env_factory, config.envs_per_worker, server, fetch_ref,
+                config.env_step_timeout_s,
             )
             for _ in range(config.workers)
         ]
@@ -206,7 +298,7 @@ class RayRuntime:
         self._queue: deque[_Job] = deque()
         self._running: dict[ray.ObjectRef, _Job] = {}
         self._version = 0
-        self._timings.add("broadcast_s", ray.get(self.learner.publish.remote(0)))
+        self._timings.add("broadcast_s", _get(self.learner.publish.remote(0), "the learner"))
 
     # ---- weights ----------------------------------------------------------------------------
 
@@ -215,12 +307,14 @@ class RayRuntime:
         return self._version
 
     def get_weights(self) -> Weights:
-        return fetch_ref(self.server.latest()[1])
+        with _one_line("the parameter server"):
+            return fetch_ref(self.server.latest()[1])
 
     def broadcast(self) -> float:
         """Make every worker load the newest weights now; returns the seconds it took."""
         start = time.perf_counter()
-        ray.get([worker.sync_weights.remote(self._version) for worker in self.workers])
+        _get([worker.sync_weights.remote(self._version) for worker in self.workers],
+             "a rollout worker's weights sync")
         return time.perf_counter() - start
 
     # ---- scheduling -------------------------------------------------------------------------
@@ -264,7 +358,7 @@ class RayRuntime:
             raise RolloutError(
                 f"tasks {indices} (seeds {seeds}) were lost with their worker "
                 f"{job.attempts} times, more than max_task_retries={self.config.max_task_retries}: "
-                f"{str(error).splitlines()[0]}"
+                f"{describe_ray_error(error)}"
             )
         job.handle.pending.open_jobs += 1
         self._queue.appendleft(job)
@@ -301,6 +395,12 @@ class RayRuntime:
         job.handle.pending.open_jobs -= 1
         try:
             outcome = ray.get(ref)
+        except RayTaskError as error:
+            # The worker is alive and raised: retrying would raise again.
+            raise RolloutError(
+                f"rollout worker {job.worker} failed on tasks "
+                f"{[spec.index for spec in job.specs]}: {describe_ray_error(error)}"
+            ) from error
         except RayActorError as error:
             self._lost(job, error)
             return
@@ -352,7 +452,8 @@ class RayRuntime:
     def learn(self, results: list[TaskResult]) -> dict[str, float]:
         version = self.weights_version
         start = time.perf_counter()
-        metrics, update_s, put_s = ray.get(self.learner.update.remote(results, version + 1))
+        metrics, update_s, put_s = _get(self.learner.update.remote(results, version + 1),
+                                        "the learner's update")
         self._timings.add("learner_s", time.perf_counter() - start)
         self._timings.add("broadcast_s", put_s)
         self._version = version + 1
@@ -371,16 +472,16 @@ class RayRuntime:
 
     def state_dict(self) -> dict:
         return {
-            "algorithm": ray.get(self.learner.state_dict.remote()),
+            "algorithm": _get(self.learner.state_dict.remote(), "the learner"),
             "weights_version": self.weights_version,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        ray.get(self.learner.load_state_dict.remote(state["algorithm"]))
+        _get(self.learner.load_state_dict.remote(state["algorithm"]), "the learner")
         # The saved version may be older than what workers hold: start the versions afresh.
-        ray.get([worker.reset_weights.remote() for worker in self.workers])
+        _get([worker.reset_weights.remote() for worker in self.workers], "a rollout worker")
         self._version = int(state["weights_version"])
-        put_s = ray.get(self.learner.publish.remote(self._version, reset=True))
+        put_s = _get(self.learner.publish.remote(self._version, reset=True), "the learner")
         self._timings.add("broadcast_s", put_s)
 
     def wait_for_workers(self, timeout_s: float = 120.0) -> int:

@@ -19,7 +19,7 @@ import torch
 from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
 from rlmeta.distributed.errors import TaskFailure
 from rlmeta.distributed.parameter_server import ParameterServer
-from rlmeta.rollout import EnvStepError, set_task_on
+from rlmeta.rollout import EnvStepError, env_call_timeout, set_task_on
 
 # A worker asked for a version its parameter server has not got yet waits this long, then fails.
 WEIGHTS_WAIT_S = 10.0
@@ -105,18 +105,28 @@ def run_seeded(fn: Callable[[], Any], seed: int) -> Any:
 
 
 def sample_task(
-    algorithm: Algorithm, envs: list[gym.Env], spec: TaskSpec, version: int
+    algorithm: Algorithm,
+    envs: list[gym.Env],
+    spec: TaskSpec,
+    version: int,
+    env_timeout_s: float | None = None,
 ) -> TaskResult | TaskFailure:
-    """Sample one task; an env error comes back as a `TaskFailure` carrying its message."""
+    """Sample one task; an env error (an env call running past `env_timeout_s` included) comes
+    back as a `TaskFailure` carrying its message."""
     try:
-        set_task_on(envs, spec.task, spec.index)
-        return run_seeded(lambda: algorithm.run_task(envs, spec, version), spec.seed)
+        with env_call_timeout(env_timeout_s):
+            set_task_on(envs, spec.task, spec.index)
+            return run_seeded(lambda: algorithm.run_task(envs, spec, version), spec.seed)
     except EnvStepError as error:
         return TaskFailure(spec.index, spec.seed, str(error))
 
 
 def sample_tasks(
-    algorithm: Algorithm, envs: list[gym.Env], specs: list[TaskSpec], version: int
+    algorithm: Algorithm,
+    envs: list[gym.Env],
+    specs: list[TaskSpec],
+    version: int,
+    env_timeout_s: float | None = None,
 ) -> list[TaskResult | TaskFailure]:
     """Sample one chunk of specs; one outcome per spec, in order.
 
@@ -127,9 +137,10 @@ def sample_tasks(
     """
     run_tasks = getattr(algorithm, "run_tasks", None)
     if len(specs) == 1 or run_tasks is None:
-        return [sample_task(algorithm, envs, spec, version) for spec in specs]
+        return [sample_task(algorithm, envs, spec, version, env_timeout_s) for spec in specs]
     try:
-        results = run_seeded(lambda: run_tasks(envs, specs, version), specs[0].seed)
+        with env_call_timeout(env_timeout_s):
+            results = run_seeded(lambda: run_tasks(envs, specs, version), specs[0].seed)
     except EnvStepError as error:
         indices = [spec.index for spec in specs]
         message = f"{error} [tasks {indices} were sampled together; all of them fail]"
@@ -143,12 +154,18 @@ def sample_tasks(
 
 
 def evaluate_task(
-    algorithm: Algorithm, envs: list[gym.Env], spec: TaskSpec, adapt_steps: int
+    algorithm: Algorithm,
+    envs: list[gym.Env],
+    spec: TaskSpec,
+    adapt_steps: int,
+    env_timeout_s: float | None = None,
 ) -> dict[str, float] | TaskFailure:
     """Fast-adaptation evaluation of one task, seeded like sampling; env errors as failures."""
     try:
-        set_task_on(envs, spec.task, spec.index)
-        return run_seeded(lambda: algorithm.evaluate_task(envs, spec, adapt_steps), spec.seed)
+        with env_call_timeout(env_timeout_s):
+            set_task_on(envs, spec.task, spec.index)
+            return run_seeded(lambda: algorithm.evaluate_task(envs, spec, adapt_steps),
+                              spec.seed)
     except EnvStepError as error:
         return TaskFailure(spec.index, spec.seed, str(error))
 
@@ -165,6 +182,7 @@ class RolloutWorker:
 
     A worker whose envs cannot be built does not raise from its constructor (an actor that fails
     there is restarted forever); it answers every task with a fatal `TaskFailure` saying why.
+    An env call that runs longer than `env_timeout_s` fails its task like any env error.
     """
 
     def __init__(
@@ -174,7 +192,9 @@ class RolloutWorker:
         envs_per_worker: int,
         server: ParameterServer,
         fetch: Callable[[Any], Weights] = _identity,
+        env_timeout_s: float | None = None,
     ) -> None:
+        self.env_timeout_s = env_timeout_s
         # Workers share the machine with each other; one thread each avoids oversubscription.
         torch.set_num_threads(1)
         self.envs: list[gym.Env] = []
@@ -196,7 +216,7 @@ class RolloutWorker:
         if self.build_error is not None:
             return [TaskFailure(s.index, s.seed, self.build_error, fatal=True) for s in specs]
         version = self.weights.pull(min_version)
-        return sample_tasks(self.algorithm, self.envs, specs, version)
+        return sample_tasks(self.algorithm, self.envs, specs, version, self.env_timeout_s)
 
     def evaluate(
         self, spec: TaskSpec, adapt_steps: int, min_version: int, weights_handle: Any = None
@@ -209,7 +229,7 @@ class RolloutWorker:
             self.weights.pull(min_version)
         else:
             self.weights.update(None, weights_handle)
-        return evaluate_task(self.algorithm, self.envs, spec, adapt_steps)
+        return evaluate_task(self.algorithm, self.envs, spec, adapt_steps, self.env_timeout_s)
 
     def ready(self) -> bool:
         """Answers once the worker (or its restarted replacement) is up."""

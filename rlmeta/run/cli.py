@@ -399,9 +399,9 @@ def _is_known_failure(error: BaseException) -> bool:
 
     known: tuple[type[BaseException], ...] = (EnvStepError, FloatingPointError)
     try:
-        from rlmeta.distributed.errors import RolloutError
+        from rlmeta.distributed.errors import RayAddressError, RolloutError
 
-        known += (RolloutError,)
+        known += (RolloutError, RayAddressError)
     except ImportError:
         pass
     return isinstance(error, known)
