@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_non_negative_int, help="rollout workers (default: the run's config)"
     )
     evaluate.add_argument("--address", help="Ray cluster address (default: the run's config)")
+    evaluate.add_argument(
+        "--video",
+        type=_non_negative_int,
+        default=0,
+        metavar="K",
+        help="also write an mp4 per task for the first K tasks: the policy before and after "
+        "each inner step (MAML) or each episode of a trial (RL²), in <out>/videos "
+        "(MuJoCo without a display: MUJOCO_GL=osmesa)",
+    )
 
     commands.add_parser(
         "envs",
@@ -250,6 +259,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         address=args.address,
         actions=args.actions,
+        video=args.video,
     )
     tasks = max(s.tasks for s in report.summaries)
     print(f"checkpoint {report.checkpoint}, {tasks} {report.split} tasks (mean ± 95% CI):")
@@ -260,6 +270,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(note)
     print(f"wrote {report.out_dir / 'adaptation.csv'} and {report.out_dir / 'adaptation.png'}")
+    if report.videos:
+        print(f"wrote {len(report.videos)} videos to {report.videos[0].parent}")
     return 0
 
 
