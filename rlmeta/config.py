@@ -183,6 +183,13 @@ class ExperimentConfig(Settings):
     """raise: stop on an env that raises or returns non-finite values; drop: skip that task."""
     max_task_retries: NonNegativeInt = 3
     """Times a task lost with a dead worker is resampled elsewhere before the run stops."""
+    tracking: Literal["tensorboard", "wandb"] = "tensorboard"
+    """tensorboard: TensorBoard event files and metrics.jsonl; wandb: those, and Weights &
+    Biases syncing the TensorBoard logs (pip install 'rlmeta[wandb]'; WANDB_PROJECT names the
+    project, default rlmeta; WANDB_MODE=offline keeps it on disk)."""
+    log_every: PositiveInt = 10
+    """When stderr is not a terminal (a cluster job, nohup), print one plain progress line
+    every this many iterations (and at the last); a terminal shows a progress bar instead."""
 
     @model_validator(mode="before")
     @classmethod
