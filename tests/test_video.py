@@ -181,3 +181,13 @@ def test_mujoco_families_render_headless_through_osmesa(
         check=True, env=env, cwd=tmp_path, timeout=600,
     )
     _check_video(tmp_path, points=2)
+
+
+def test_an_env_that_cannot_draw_is_refused_before_evaluating() -> None:
+    from rlmeta.run.video import check_video_support
+
+    config = load_config(REPO / "experiments/maml_navigation2d.yaml", [
+        "env=rlmeta_envs.wrappers:TaskInObservation",
+        "env_kwargs={wrapped: rlmeta/Navigation2D-v0}"])
+    with pytest.raises(ValueError, match="TaskInObservation' rejected its kwargs.*render_mode"):
+        check_video_support(config)

@@ -172,10 +172,6 @@ def evaluate(
     """
     if video < 0:
         raise ValueError(f"video must be a number of tasks >= 0, got {video}")
-    if video:
-        from rlmeta.run.video import check_video_support
-
-        check_video_support()
     path = checkpoint.resolve_checkpoint(target)
     state = checkpoint.load_checkpoint(path)
     config = evaluation_config(
@@ -186,6 +182,10 @@ def evaluate(
     if adapt_steps < 0:
         raise ValueError(f"adapt steps must be >= 0, got {adapt_steps}")
     out = Path(out_dir) if out_dir is not None else _run_dir_of(path) / f"eval-{split}"
+    if video:
+        from rlmeta.run.video import check_video_support
+
+        check_video_support(config)
     env = build.build_env(config)
     try:
         specs = evaluation_specs(config, env, n_tasks, split)

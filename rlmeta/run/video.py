@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,15 @@ def shown_episodes(new_sequence: list[bool], points: int) -> list[int]:
     )
 
 
-def check_video_support() -> None:
-    """Raise before anything is written when mp4 writing is not installed."""
+def render_env(config: ExperimentConfig) -> gym.Env:
+    """The config's env drawing RGB frames (`render_mode="rgb_array"`)."""
+    return tasks.make_task_env(config.env, **{**config.env_kwargs, "render_mode": "rgb_array"})
+
+
+def check_video_support(config: ExperimentConfig) -> None:
+    """Raise before anything is written when mp4 writing is not installed or the env cannot
+    draw frames."""
+    render_env(config).close()
     try:
         import imageio.v2  # noqa: F401
         import imageio_ffmpeg  # noqa: F401
@@ -117,7 +124,7 @@ def record_videos(
     from rlmeta.distributed.worker import evaluate_task
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = tasks.make_task_env(config.env, **{**config.env_kwargs, "render_mode": "rgb_array"})
+    env = render_env(config)
     fps = min(int(env.metadata.get("render_fps") or MAX_FPS), MAX_FPS)
     paths, index = [], []
     try:
@@ -157,7 +164,9 @@ def record_videos(
 
 
 def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray | np.generic) else asdict(value)
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"task value {value!r} is not plain data")
 
 
 def write_video(
