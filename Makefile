@@ -74,6 +74,11 @@ bench: $(STAMP)
 	$(VENV)/bin/rlmeta evaluate runs/bench/maml_cheetah --tasks 40 --workers 0 --out runs/bench/maml_cheetah/eval
 	cp runs/bench/maml_cheetah/eval/adaptation.csv benchmarks/results/maml_halfcheetah_vel_adaptation.csv
 
+	# A 3 x 3 sweep on Ray Tune at a 10-minute budget (benchmarks/results/sweep_maml_navigation2d.md).
+	rm -rf runs/bench/sweep_nav
+	$(VENV)/bin/rlmeta sweep experiments/sweeps/maml_navigation2d_inner_lr_max_kl.yaml --set iterations=4 --set maml.meta_batch_size=10 --out runs/bench/sweep_nav
+	cp runs/bench/sweep_nav/results.csv benchmarks/results/sweep_maml_navigation2d.csv
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

@@ -64,3 +64,11 @@ def float_list(
         return None
     numbers = [float_in(item, low, high) for item in items]
     return None if any(n is None for n in numbers) else numbers  # type: ignore[return-value]
+
+
+def check_render_mode(render_mode: str | None, metadata: dict[str, Any]) -> None:
+    modes = metadata.get("render_modes", [])
+    if render_mode is not None and render_mode not in modes:
+        raise ValueError(
+            f"render_mode must be None or one of {', '.join(map(repr, modes))}, got {render_mode!r}"
+        )

@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ._checks import short_repr, task_error, task_fields
+from ._checks import check_render_mode, short_repr, task_error, task_fields
 
 BENCHMARKS = ("ML1", "ML10", "ML45")
 SPLITS = ("train", "test")
@@ -57,10 +57,12 @@ class MetaWorldEnv(gym.Env):
     """Adapter over a Meta-World ML1 / ML10 / ML45 split with plain-data tasks.
 
     `horizon` (default 500, the benchmark's) truncates episodes; `info["success"]` is
-    Meta-World's. Call `reset()` after `set_task` before stepping.
+    Meta-World's. Call `reset()` after `set_task` before stepping. `render_mode="rgb_array"`
+    renders through MuJoCo from Meta-World's corner camera (headless: `MUJOCO_GL=osmesa`).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
+    RENDER_CAMERA = "corner"
     # Evaluation picks the split (`split` keyword) for held-out tasks: the benchmark's own.
     task_splits = SPLITS
 
@@ -71,9 +73,12 @@ class MetaWorldEnv(gym.Env):
         split: str = "train",
         horizon: int = 500,
         benchmark_seed: int = 0,
+        render_mode: str | None = None,
     ) -> None:
         from metaworld import env_dict
 
+        check_render_mode(render_mode, self.metadata)
+        self.render_mode = render_mode
         if benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}")
         if split not in SPLITS:
@@ -117,7 +122,12 @@ class MetaWorldEnv(gym.Env):
     def _env_for(self, env_name: str) -> Any:
         env = self._envs.get(env_name)
         if env is None:
-            env = self._classes[env_name]()
+            if self.render_mode is None:
+                env = self._classes[env_name]()
+            else:
+                env = self._classes[env_name](
+                    render_mode=self.render_mode, camera_name=self.RENDER_CAMERA
+                )
             env.max_path_length = max(self.horizon, env.max_path_length)
             if hasattr(self, "_inner_spaces") and (
                 (env.observation_space, env.action_space) != self._inner_spaces
@@ -188,6 +198,12 @@ class MetaWorldEnv(gym.Env):
         self._needs_reset = truncated or bool(terminated)
         return obs, float(reward), bool(terminated), truncated, info
 
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or self._env is None:
+            return None
+        # Meta-World's corner camera renders the scene upside down.
+        return np.ascontiguousarray(self._env.render()[::-1])
+
     def close(self) -> None:
         for env in self._envs.values():
             env.close()
@@ -202,6 +218,7 @@ class MetaWorldEnv(gym.Env):
                 "split": self.split,
                 "horizon": self.horizon,
                 "benchmark_seed": self.benchmark_seed,
+                "render_mode": self.render_mode,
             },
             "task": self._task,
         }

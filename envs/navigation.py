@@ -8,7 +8,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ._checks import float_list, task_error, task_fields
+from . import _canvas
+from ._checks import check_render_mode, float_list, task_error, task_fields
 
 
 class Navigation2DEnv(gym.Env):
@@ -16,9 +17,11 @@ class Navigation2DEnv(gym.Env):
 
     Reward is minus the L2 distance to the goal after the move; the episode terminates within
     `goal_radius` of the goal and is truncated at `horizon` steps. Task: {"goal": [x, y]}.
+    `render_mode="rgb_array"` draws the goal, the episode's path and the point, with numpy.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    RENDER_SIZE = 256
 
     def __init__(
         self,
@@ -27,7 +30,10 @@ class Navigation2DEnv(gym.Env):
         goal_high: float = 0.5,
         max_action: float = 0.1,
         goal_radius: float = 0.01,
+        render_mode: str | None = None,
     ) -> None:
+        check_render_mode(render_mode, self.metadata)
+        self.render_mode = render_mode
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         if not goal_low < goal_high:
@@ -45,6 +51,7 @@ class Navigation2DEnv(gym.Env):
         )
         self._x = self._y = 0.0
         self._t = 0
+        self._path = [(0.0, 0.0)]
         self.set_task(self.sample_tasks(1, np.random.default_rng(0))[0])
 
     # Task protocol ---------------------------------------------------------------------------
@@ -70,6 +77,7 @@ class Navigation2DEnv(gym.Env):
         super().reset(seed=seed)
         self._x = self._y = 0.0
         self._t = 0
+        self._path = [(0.0, 0.0)]
         return np.zeros(2, dtype=np.float32), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -78,8 +86,32 @@ class Navigation2DEnv(gym.Env):
         self._x += min(max(float(action[0]), -m), m)
         self._y += min(max(float(action[1]), -m), m)
         self._t += 1
+        if self.render_mode is not None:
+            self._path.append((self._x, self._y))
         distance = math.hypot(self._x - self._goal_x, self._y - self._goal_y)
         terminated = distance < self.goal_radius
         truncated = not terminated and self._t >= self.horizon
         obs = np.array((self._x, self._y), dtype=np.float32)
         return obs, -distance, terminated, truncated, {}
+
+    def render(self) -> np.ndarray | None:
+        """The square around the goal range (twice its extent), origin at the centre: the goal
+        (green, its radius at least a few pixels), the path so far (blue) and the point (red)."""
+        if self.render_mode != "rgb_array":
+            return None
+        size = self.RENDER_SIZE
+        half = 2.0 * max(abs(self.goal_low), abs(self.goal_high))
+        scale = size / (2.0 * half)
+
+        def pixels(x: float, y: float) -> tuple[float, float]:
+            return (x + half) * scale, (half - y) * scale  # y up
+
+        image = _canvas.blank(size, size)
+        centre = size / 2
+        _canvas.fill_rect(image, 0, centre, size, centre + 1, _canvas.LIGHT_GRAY)
+        _canvas.fill_rect(image, centre, 0, centre + 1, size, _canvas.LIGHT_GRAY)
+        _canvas.disk(image, *pixels(self._goal_x, self._goal_y),
+                     max(self.goal_radius * scale, 6.0), _canvas.GREEN)
+        _canvas.polyline(image, np.array([pixels(x, y) for x, y in self._path]), _canvas.BLUE)
+        _canvas.disk(image, *pixels(self._x, self._y), 5.0, _canvas.RED)
+        return image

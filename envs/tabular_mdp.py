@@ -7,7 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ._checks import task_error, task_fields
+from . import _canvas
+from ._checks import check_render_mode, task_error, task_fields
 
 _SUM_TOLERANCE = 1e-6
 
@@ -19,11 +20,19 @@ class TabularMDPEnv(gym.Env):
     one-hot state. The reward is the task's mean for (s, a) plus N(0, 1) noise, and the next
     state is drawn from the task's row for (s, a); both come from `env.np_random`.
     Task: {"rewards": S×A floats, "transitions": S×A×S probabilities (rows sum to 1)}.
+    `render_mode="rgb_array"` draws the states as a row of cells, the current one blue, and
+    under it the last reward as a bar from the middle (green above 0, red below, ±4 full).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, states: int = 10, actions: int = 5, horizon: int = 10) -> None:
+    def __init__(
+        self, states: int = 10, actions: int = 5, horizon: int = 10,
+        render_mode: str | None = None,
+    ) -> None:
+        check_render_mode(render_mode, self.metadata)
+        self.render_mode = render_mode
+        self._last_reward = 0.0
         for name, value in (("states", states), ("actions", actions), ("horizon", horizon)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -81,6 +90,7 @@ class TabularMDPEnv(gym.Env):
         super().reset(seed=seed)
         self._state = 0
         self._t = 0
+        self._last_reward = 0.0
         return self._one_hot[0].copy(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -92,4 +102,22 @@ class TabularMDPEnv(gym.Env):
         reward = float(self._rewards[s, a] + rng.standard_normal())
         self._state = int(np.searchsorted(self._cumulative[s, a], rng.random(), side="right"))
         self._t += 1
+        self._last_reward = reward
         return self._one_hot[self._state].copy(), reward, False, self._t >= self.horizon, {}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        cell, gap = 24, 4
+        width = self.states * (cell + gap) + gap
+        image = _canvas.blank(2 * cell + 3 * gap, width)
+        for state in range(self.states):
+            x = gap + state * (cell + gap)
+            color = _canvas.BLUE if state == self._state else _canvas.LIGHT_GRAY
+            _canvas.fill_rect(image, x, gap, x + cell, gap + cell, color)
+        middle, y = width / 2, 2 * gap + cell
+        length = float(np.clip(self._last_reward / 4.0, -1.0, 1.0)) * (width / 2 - gap)
+        color = _canvas.GREEN if length >= 0 else _canvas.RED
+        _canvas.fill_rect(image, middle, y, middle + length, y + cell, color)
+        _canvas.fill_rect(image, middle, y, middle + 1, y + cell, _canvas.GRAY)
+        return image

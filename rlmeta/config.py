@@ -218,6 +218,13 @@ class ExperimentConfig(Settings):
     max_task_retries: non_negative_up_to(100) = 3
     """Times a task lost with a dead worker is resampled elsewhere before the run stops (at most
     100)."""
+    tracking: Literal["tensorboard", "wandb"] = "tensorboard"
+    """tensorboard: TensorBoard event files and metrics.jsonl; wandb: those, and Weights &
+    Biases syncing the TensorBoard logs (pip install 'rlmeta[wandb]'; WANDB_PROJECT names the
+    project, default rlmeta; WANDB_MODE=offline keeps it on disk)."""
+    log_every: positive_up_to(MAX_ITERATIONS) = 10
+    """When stderr is not a terminal (a cluster job, nohup), print one plain progress line
+    every this many iterations (and at the last); a terminal shows a progress bar instead."""
 
     @model_validator(mode="before")
     @classmethod

@@ -164,7 +164,8 @@ def test_an_env_that_does_not_fit_is_named_before_anything_is_written(
 
 
 def test_a_wrong_task_count_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"WrongCountEnv: sample_tasks\(3\) returned 4 tasks; expected a list of 3"):
+    expected = r"WrongCountEnv: sample_tasks\(3\) returned 4 tasks; expected a list of 3"
+    with pytest.raises(ValueError, match=expected):
         rlmeta.train(config("WrongCountEnv"), tmp_path / "run")
 
 

@@ -1,4 +1,4 @@
-"""The `rlmeta` command: train, resume, evaluate, envs, bench.
+"""The `rlmeta` command: train, resume, evaluate, sweep, envs, bench.
 
 Errors reach the user as one line on stderr (at most `MAX_ERROR_CHARS` characters) and a
 non-zero exit status: 2 for bad usage, configs or inputs, 1 for failures while running. Set
@@ -143,6 +143,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--address",
         help="Ray cluster address (default: a local instance; the address a checkpoint stores "
         "is never contacted unless passed here)",
+    )
+    evaluate.add_argument(
+        "--video",
+        type=_non_negative_int,
+        default=0,
+        metavar="K",
+        help="also write an mp4 per task for the first K tasks: the policy before and after "
+        "each inner step (MAML) or each episode of a trial (RL²), in <out>/videos "
+        "(MuJoCo without a display: MUJOCO_GL=osmesa)",
+    )
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="hyperparameter sweep on Ray Tune",
+        description="Grid and/or random search over config keys on Ray Tune (pip install "
+        "'rlmeta[tune]'): each trial a normal run directory under OUT/trials, a results table "
+        "(results.csv, results.md) at the end. See docs/tracking-and-sweeps.md for the file.",
+    )
+    sweep.add_argument("sweep", metavar="SWEEP", help="sweep YAML, e.g. experiments/sweeps/x.yaml")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key of every trial, after the sweep's set (e.g. iterations=15); "
+        "repeatable",
+    )
+    sweep.add_argument("--out", help="sweep directory (default: runs/<sweep stem>-<timestamp>)")
+    sweep.add_argument(
+        "--address", help="Ray address ('auto' joins a running cluster; default: a local one)"
     )
 
     commands.add_parser(
@@ -307,6 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         address=args.address,
         actions=args.actions,
+        video=args.video,
     )
     tasks = max(s.tasks for s in report.summaries)
     print(f"checkpoint {report.checkpoint}, {tasks} {report.split} tasks (mean ± 95% CI):")
@@ -317,7 +349,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(note)
     print(f"wrote {report.out_dir / 'adaptation.csv'} and {report.out_dir / 'adaptation.png'}")
+    if report.videos:
+        print(f"wrote {len(report.videos)} videos to {report.videos[0].parent}")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rlmeta.run.sweep import default_out_dir, format_markdown, load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep, args.overrides)
+    out = Path(args.out) if args.out else default_out_dir(Path(args.sweep))
+    _say(f"rlmeta: sweeping {', '.join(sweep.keys)} of {sweep.experiment.name}; "
+         f"sweep directory {out}")
+    rows = run_sweep(sweep, out, address=args.address)
+    print(format_markdown(rows, list(rows[0])) if rows else "no trials ran")
+    print(f"wrote {out / 'results.csv'} and {out / 'results.md'}")
+    return 0 if rows and not any(row["error"] for row in rows) else EXIT_FAILURE
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -351,6 +398,7 @@ COMMANDS = {
     "train": cmd_train,
     "resume": cmd_resume,
     "evaluate": cmd_evaluate,
+    "sweep": cmd_sweep,
     "envs": cmd_envs,
     "bench": cmd_bench,
 }

@@ -6,7 +6,8 @@ For Meta-World the split also selects the benchmark's own train or test tasks. T
 the checkpoint's and a freshly built algorithm's (the run's untrained initial weights), and for a
 warm-started run (`init_from`) the weights it started from, are evaluated on the same tasks with
 the same seeds, through `runtime.evaluate` on the workers. Outputs: `adaptation.csv`,
-`adaptation.png` and a printed table.
+`adaptation.png` and a printed table; with `video=K`, videos of the meta-learned policy
+adapting on the first K tasks (`rlmeta.run.video`).
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class EvaluationReport:
     summaries: list[Summary]
     failed_tasks: dict[str, int]  # per policy, tasks lost to env errors
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. why a row is absent
+    videos: list[Path] = dataclasses.field(default_factory=list)
 
 
 def evaluate(
@@ -199,12 +201,16 @@ def evaluate(
     workers: int | None = None,
     address: str | None = None,
     actions: str | None = None,
+    video: int = 0,
 ) -> EvaluationReport:
     """Evaluate a run's newest checkpoint (or a checkpoint file); write CSV and plot to `out_dir`.
 
     Default `out_dir`: `<run_dir>/eval-<split>` next to the checkpoints folder. `actions`
-    (RL² only) overrides the run's `rl2.eval_actions`: sample, or mode.
+    (RL² only) overrides the run's `rl2.eval_actions`: sample, or mode. `video` K > 0 also
+    writes `<out_dir>/videos/`: the meta-learned policy adapting on the first K tasks.
     """
+    if video < 0:
+        raise ValueError(f"video must be a number of tasks >= 0, got {video}")
     path = checkpoint.resolve_checkpoint(target)
     state = checkpoint.load_checkpoint(path)
     run_dirs.check_in_its_run(state, path)
@@ -216,6 +222,10 @@ def evaluate(
     if adapt_steps < 0:
         raise ValueError(f"adapt steps must be >= 0, got {adapt_steps}")
     out = Path(out_dir) if out_dir is not None else _run_dir_of(path) / f"eval-{split}"
+    if video:
+        from rlmeta.run.video import check_video_support
+
+        check_video_support(config)
     env = build.build_env(config)
     try:
         specs = evaluation_specs(config, env, n_tasks, split)
@@ -234,7 +244,25 @@ def evaluate(
     )
     plot_adaptation(out / PLOT_FILE, summaries, title, build.algorithm_of(config).evaluation_axis)
     failed = {policy: outcome[1] for policy, outcome in rows.items()}
-    return EvaluationReport(path, out, split, adapt_steps, summaries, failed, notes)
+    videos = _videos(config, state, specs[:video], adapt_steps, spaces, out) if video else []
+    return EvaluationReport(path, out, split, adapt_steps, summaries, failed, notes, videos)
+
+
+def _videos(
+    config: ExperimentConfig,
+    state: dict[str, Any],
+    specs: list[TaskSpec],
+    adapt_steps: int,
+    spaces: tuple[Any, Any],
+    out: Path,
+) -> list[Path]:
+    """The checkpoint's policy, in this process, recorded on `specs` (see `rlmeta.run.video`)."""
+    from rlmeta.run.video import VIDEO_DIR, record_videos
+
+    algorithm = build.build_algorithm(config, "cpu", *spaces)
+    algorithm.load_state_dict(state["runtime"]["algorithm"])
+    axis = build.algorithm_of(config).evaluation_axis
+    return record_videos(config, algorithm, specs, adapt_steps, axis, out / VIDEO_DIR)
 
 
 def starting_weights(

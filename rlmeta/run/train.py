@@ -29,7 +29,7 @@ from rlmeta.config_io import (
     load_config,
     save_config,
 )
-from rlmeta.metrics import MetricsLogger, Progress
+from rlmeta.metrics import MetricsLogger, Progress, check_tracking
 from rlmeta.run import build
 
 CONFIG_FILE = run_dirs.CONFIG_FILE
@@ -102,7 +102,8 @@ def train(
     run_dir = Path(run_dir)
     if stop_after is not None and stop_after < 1:
         raise ValueError(f"stop_after must be >= 1, got {stop_after}")
-    # The env first: a bad env id or kwargs fails before anything is written to the run dir.
+    # A tracker that cannot start, then the env: both fail before the run dir is written.
+    check_tracking(config.tracking)
     env = build.build_env(config)
     runtime = lock = None
     try:
@@ -234,9 +235,14 @@ class _Driver:
         self.in_flight: deque[tuple[Any, dict[str, Any]]] = deque()
         self.elapsed_before = state["time_s"]
         self.clock = time.perf_counter()
-        self.logger = MetricsLogger(run_dir, start_iteration=self.completed)
+        self.logger = MetricsLogger(
+            run_dir, start_iteration=self.completed, start_env_steps=self.env_steps,
+            config=config_to_dict(config), hparam_metrics=progress_keys(config),
+            tracking=config.tracking,
+        )
         self.progress = Progress(
-            config.iterations, initial=self.completed, show_keys=progress_keys(config)
+            config.iterations, initial=self.completed, show_keys=progress_keys(config),
+            every=config.log_every,
         )
 
     def run(self, end: int) -> dict[str, Any]:
