@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install osmesa demo test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,15 @@ demo: $(STAMP)
 	$(VENV)/bin/rlmeta train experiments/maml_navigation2d.yaml --set iterations=15 --run-dir runs/demo
 	$(VENV)/bin/rlmeta evaluate runs/demo --tasks 20 --adapt-steps 3 --out runs/demo/eval
 
-test: $(STAMP)
+# MuJoCo and Meta-World videos render headless through OSMesa (MUJOCO_GL=osmesa), an OS library
+# that the video tests need: installed from Debian when missing (root, or sudo).
+osmesa:
+	@ldconfig -p | grep -q libOSMesa || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "installing libosmesa6 (headless MuJoCo frames)"; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6; }
+
+test: $(STAMP) osmesa
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q --durations=10
 
