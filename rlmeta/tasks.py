@@ -261,8 +261,10 @@ def sample_tasks(env: gym.Env, n: int, rng: np.random.Generator) -> list[Any]:
     else:
         drawn = _sample_seeded(inner, n, int(rng.integers(0, 2**31 - 1)))
         call = f"sample_tasks({n})"
-    if not isinstance(drawn, list | tuple) or len(drawn) != n:
-        got = f"{len(drawn)} tasks" if isinstance(drawn, list | tuple) else _short(drawn)
+    # Envs written for other libraries often return an array of tasks: any sequence will do.
+    is_sequence = hasattr(drawn, "__len__") and not isinstance(drawn, str | bytes | dict)
+    if not is_sequence or len(drawn) != n:
+        got = f"{len(drawn)} tasks" if is_sequence else _short(drawn)
         raise ValueError(
             f"env {type(inner).__name__}: {call} returned {got}; expected a list of {n} tasks"
         )
