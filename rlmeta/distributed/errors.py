@@ -9,6 +9,10 @@ class RolloutError(RuntimeError):
     """A task could not be sampled: the message names the env, the task and the step (one line)."""
 
 
+class LearnerError(RuntimeError):
+    """A learner of the group died or cannot take its share: the run stops (one line, naming it)."""
+
+
 @dataclass
 class TaskFailure:
     """A worker's report that a task failed inside the env, returned instead of a `TaskResult`.
