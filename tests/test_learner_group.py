@@ -202,3 +202,16 @@ def test_the_local_instance_reserves_learner_cpus_per_learner(monkeypatch) -> No
     config = with_changes(maml(), workers=3, learners=2, learner_cpus=2)
     assert ray_runtime_module.init_ray(config) is True
     assert started["cpus"] == 3 + 2 * 2
+
+
+def test_the_scaling_model_adds_sampling_rounds_update_shards_and_broadcast() -> None:
+    from benchmarks.scaling import predict
+
+    model = {"tasks": 20, "steps_per_task": 4000, "step_s": 1e-5, "task_s": 0.05,
+             "collective_s": 0.1, "broadcast_s": 0.01}
+    # 2 workers: 10 rounds of 4000 steps; 1 learner: 20 tasks.
+    assert predict(model, 2, 1) == pytest.approx(
+        {"sampling_s": 0.4, "update_s": 1.0, "iteration_s": 1.41})
+    # 64 workers take one round (a task is one call); 8 learners: 3 tasks each, plus the sums.
+    assert predict(model, 64, 8, gpu_speedup=2.0) == pytest.approx(
+        {"sampling_s": 0.04, "update_s": 3 * 0.05 / 2 + 0.1, "iteration_s": 0.04 + 0.175 + 0.01})
