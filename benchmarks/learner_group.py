@@ -6,7 +6,8 @@
 For each case one meta-batch is sampled once in this process (the experiment file's settings,
 seed 0), then `RayRuntime.learn` is timed on it with `learners: 1` and `learners: 2` (one CPU and
 one torch thread each, gloo), the two alternating over `--repeats` rounds: the driver's seconds,
-so shipping each shard to its learner and publishing the weights are included. The MAML cases
+so shipping each shard to its learner and publishing the weights are included, and the CPU
+seconds of the busiest learner (what the update costs it however loaded the host is). The MAML cases
 use the learner's default metric (`maml.fisher: adapted`, stride 10); `benchmarks.learner`
 times the metrics against the one before (`exact`). `rl2mdp` is one RL² update of
 `experiments/rl2_tabular_mdp_n10_cluster.yaml` at a tenth of its batch (120 tasks × 2 trials).
@@ -34,6 +35,7 @@ import torch
 from benchmarks.learner import sample_meta_batch
 from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.config_io import load_config
+from rlmeta.distributed.ray_runtime import RayRuntime
 from rlmeta.metrics import METRICS_FILE, read_metrics
 from rlmeta.run import build
 from rlmeta.run.train import train
@@ -68,23 +70,35 @@ def case_config(case: Case, *extra: str) -> ExperimentConfig:
                                          "envs_per_worker=10", *extra])
 
 
-def time_updates(case: Case, repeats: int) -> dict[int, list[float]]:
-    """Driver seconds of `learn` on one meta-batch, per learner count."""
+def cpu_seconds(runtime: RayRuntime) -> list[float]:
+    """CPU seconds each learner process has used so far: what an update costs a learner
+    whatever else the host runs (wall time on a loaded host measures the load)."""
+    return ray.get([learner.__ray_call__.remote(lambda _: time.process_time())
+                    for learner in runtime.learners.actors])
+
+
+def time_updates(case: Case, repeats: int) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+    """Driver seconds of `learn` on one meta-batch, and the most CPU seconds any one learner
+    spent on it, per learner count."""
     config = case_config(case)
     results = sample_meta_batch(config)
     seconds: dict[int, list[float]] = {learners: [] for learners in LEARNERS}
+    cpu: dict[int, list[float]] = {learners: [] for learners in LEARNERS}
     for _ in range(repeats):
         for learners in LEARNERS:
             runtime = build.make_runtime(with_changes(config, workers=1, learners=learners))
             try:
                 ray.get([worker.ready.remote() for worker in runtime.workers])
                 runtime.learn(results)  # the first update pays for imports and allocation
+                cpu_before = cpu_seconds(runtime)
                 began = time.perf_counter()
                 runtime.learn(results)
                 seconds[learners].append(time.perf_counter() - began)
+                cpu[learners].append(max(after - before for before, after in zip(
+                    cpu_before, cpu_seconds(runtime), strict=True)))
             finally:
                 runtime.shutdown()
-    return seconds
+    return seconds, cpu
 
 
 def time_iterations(case: Case, iterations: int) -> dict[int, float]:
@@ -108,12 +122,15 @@ def markdown(report: dict) -> str:
         f"median of {report['repeats']} updates on one meta-batch (driver seconds: shards "
         "shipped, update, weights published).",
         "",
-        "| case | learners: 1 s | learners: 2 s | speed-up |",
-        "| --- | --- | --- | --- |",
+        "| case | learners: 1 s | learners: 2 s | speed-up | CPU s per learner, 1 | "
+        "CPU s per learner, 2 | CPU ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for case in report["cases"]:
         one, two = case["update_s_median"]["1"], case["update_s_median"]["2"]
-        lines.append(f"| {case['description']} | {one:.2f} | {two:.2f} | {one / two:.2f}× |")
+        cpu_one, cpu_two = case["cpu_s_median"]["1"], case["cpu_s_median"]["2"]
+        lines.append(f"| {case['description']} | {one:.2f} | {two:.2f} | {one / two:.2f}× | "
+                     f"{cpu_one:.2f} | {cpu_two:.2f} | {cpu_one / cpu_two:.2f}× |")
     if any("iteration_s_median" in case for case in report["cases"]):
         lines += ["", "End to end, 2 rollout workers × 10 envs, median s per iteration over "
                   "iterations 2..N:", "", "| case | learners: 1 | learners: 2 |",
@@ -145,10 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     report = {"command": command.strip(), "repeats": args.repeats, "cases": []}
     for name in args.cases.split(","):
         case = CASES[name]
-        seconds = time_updates(case, args.repeats)
+        seconds, cpu = time_updates(case, args.repeats)
         entry = {"case": name, "description": case.description,
                  "update_s": {str(k): v for k, v in seconds.items()},
-                 "update_s_median": {str(k): statistics.median(v) for k, v in seconds.items()}}
+                 "update_s_median": {str(k): statistics.median(v) for k, v in seconds.items()},
+                 "cpu_s": {str(k): v for k, v in cpu.items()},
+                 "cpu_s_median": {str(k): statistics.median(v) for k, v in cpu.items()}}
         if args.end_to_end:
             entry["iteration_s_median"] = {
                 str(k): v for k, v in time_iterations(case, args.end_to_end).items()}
