@@ -38,6 +38,12 @@ test: $(STAMP) osmesa
 # smaller budget too (see its --help).
 bench: $(STAMP)
 	$(PY) -m benchmarks.sampler --steps 200000 --repeats 5
+	# The learner: one update per TRPO metric, per learner count (learners 1 and 2, and end to end
+	# with 2 workers), and the scaling model checked on a simulated 3-node cluster
+	# (benchmarks/results/learner.md, docs/cluster.md). About 1 h.
+	$(PY) -m benchmarks.learner --repeats 3
+	$(PY) -m benchmarks.learner_group --repeats 3 --end-to-end 6
+	$(PY) -m benchmarks.scaling --iterations 6
 	$(PY) -m benchmarks.maml_tables --envs navigation2d --iterations 100 --eval-tasks 40 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel --iterations 15 --eval-tasks 20 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_dir --iterations 12 --eval-tasks 20 --workers 2

@@ -12,7 +12,7 @@ ratio `exact / variant` is the speed-up over it. One torch thread, as a learner 
 `--end-to-end N` also trains each case's variants for N iterations through `rlmeta train` with
 2 rollout workers and reports the median seconds per iteration over iterations 2..N.
 
-Writes `learner.json` and `learner.md` to `--out` (default `benchmarks/results`).
+Writes `learner_fisher.json` and `learner_fisher.md` to `--out` (default `benchmarks/results`).
 """
 
 from __future__ import annotations
@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(entry), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "learner.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "learner.md").write_text(markdown(report))
+    (out / "learner_fisher.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "learner_fisher.md").write_text(markdown(report))
     print(markdown(report))
 
 

@@ -5,7 +5,8 @@ section, meta-batch size, best metric, ...), so the driving code never tests alg
 An algorithm object is built the same way in every process from the experiment config. Rollout
 workers call `run_task` (sample a task, for MAML adapt and sample again), or the optional
 `run_tasks` for several tasks at once (see `BatchedAlgorithm`); the learner calls `update` on
-the results of one meta-batch. Weights cross processes as a flat dict of CPU
+the results of one meta-batch (or, in a learner group, on its shard of them; see
+`ShardedAlgorithm`). Weights cross processes as a flat dict of CPU
 tensors, versioned by the caller. Nothing here knows about Ray.
 """
 
@@ -20,6 +21,7 @@ import torch
 from rlmeta.rollout import Rollout
 
 if TYPE_CHECKING:
+    from rlmeta.collectives import Collective
     from rlmeta.config import ExperimentConfig, Settings
     from rlmeta.inference import Policy
 
@@ -137,3 +139,19 @@ class BatchedAlgorithm(Algorithm, Protocol):
         order. The caller seeds the global RNGs with `specs[0].seed`; an `EnvStepError` raised
         here (set tasks with `rlmeta.rollout.set_task_on` so a rejected task is one too) fails
         the whole call."""
+
+
+class ShardedAlgorithm(Algorithm, Protocol):
+    """An `Algorithm` whose update can be shared by a group of learners (`learners` > 1).
+
+    `set_collective` is optional: the runtime calls it on every learner of a group once the
+    group's process group is up, and refuses a group for an algorithm without it. Each learner
+    is then given one consecutive shard of the meta-batch's results (ordered by task index,
+    `rlmeta.collectives.shard_bounds`) and must take the same step as one learner holding all of
+    them: every batch-wide quantity is its shard's share summed with `collective.sum_`, so the
+    replicas stay equal. A single learner is never given a collective.
+    """
+
+    def set_collective(self, collective: Collective) -> None:
+        """Sum the shard's shares of losses, gradients and statistics with `collective` from
+        the next update on."""

@@ -205,6 +205,10 @@ class ExperimentConfig(Settings):
     threads = reserved CPUs); with `workers: 0`, the threads of the one training process. More
     speeds up updates where nothing else runs on the cores; with another busy process on them,
     the extra threads stall each other (docs/cluster.md, "On one machine")."""
+    learners: positive_up_to(1000) = 1
+    """Learner actors sharing each update, each on a shard of the meta-batch (MAML: tasks; RL²:
+    whole trials), summing with torch.distributed (gloo on CPU, NCCL on GPUs); each takes one
+    GPU where the cluster has them, `learner_cpus` CPUs otherwise. More than 1 needs workers."""
     mode: Literal["sync", "async"] = "sync"
     """sync: sample iteration v with weights v; async: sample while the learner updates."""
     max_staleness: positive_up_to(100) = 1

@@ -12,10 +12,10 @@ import gymnasium as gym
 
 from rlmeta.algorithm import Algorithm
 from rlmeta.config import ExperimentConfig
-from rlmeta.distributed.errors import RolloutError, TaskFailure
+from rlmeta.distributed.errors import LearnerError, RolloutError, TaskFailure
 from rlmeta.distributed.runtime import Runtime, SampleHandle
 
-__all__ = ["RolloutError", "Runtime", "SampleHandle", "TaskFailure", "make_runtime"]
+__all__ = ["LearnerError", "RolloutError", "Runtime", "SampleHandle", "TaskFailure", "make_runtime"]
 
 
 def make_runtime(
@@ -31,6 +31,11 @@ def make_runtime(
     worker call samples `tasks_per_call` specs (`Algorithm.run_tasks`).
     """
     if config.workers == 0:
+        if config.learners > 1:
+            raise ValueError(
+                f"learners: {config.learners} runs a learner group on Ray, which needs rollout "
+                "workers; set workers >= 1 or learners: 1"
+            )
         from rlmeta.distributed.local import LocalRuntime
 
         return LocalRuntime(config, algorithm_factory, env_factory, tasks_per_call)

@@ -13,6 +13,10 @@ class RayAddressError(ConnectionError):
     """The Ray address given does not answer; the message names it (one line)."""
 
 
+class LearnerError(RuntimeError):
+    """A learner of the group died or cannot take its share: the run stops (one line, naming it)."""
+
+
 @dataclass
 class TaskFailure:
     """A worker's report that a task failed inside the env, returned instead of a `TaskResult`.

@@ -1,7 +1,8 @@
 """The learner: runs `algorithm.update`, puts each new weights version in the object store once
 and publishes its handle to the parameter server itself, so the driver never relays weights.
 
-Plain class; the Ray runtime places it with `num_gpus=1` when `learner_placement` says so.
+Plain class; the Ray runtime places it with `num_gpus=1` when `learner_placement` says so. In a
+learner group (`rlmeta.distributed.learner_group`) only rank 0 publishes.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Learner:
     """Owns the learner's algorithm object. `put` stores weights and returns a handle
     (`ray.put` under Ray); the handle is wrapped in a list so Ray passes it on unresolved.
     `server` is the parameter server (a client of its actor under Ray; a local one if None);
-    `threads` sets torch's intra-op thread count (None: leave it)."""
+    `threads` sets torch's intra-op thread count (None: leave it); `publishes` False makes
+    `update` leave publishing to another learner of its group."""
 
     def __init__(
         self,
@@ -45,12 +47,14 @@ class Learner:
         put: Callable[[Weights], Any] = _identity,
         server: ParameterServer | None = None,
         threads: int | None = None,
+        publishes: bool = True,
     ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         self.algorithm = algorithm_factory(device)
         self.put = put
         self.server = server if server is not None else ParameterServer()
+        self.publishes = publishes
 
     def publish(self, version: int, reset: bool = False) -> float:
         """Store the current weights once and publish them as `version`; returns the seconds
@@ -73,7 +77,7 @@ class Learner:
         start = time.perf_counter()
         metrics = self.algorithm.update(results)
         update_s = time.perf_counter() - start
-        return metrics, update_s, self.publish(version)
+        return metrics, update_s, self.publish(version) if self.publishes else 0.0
 
     def state_dict(self) -> dict[str, Any]:
         return to_cpu(self.algorithm.state_dict())

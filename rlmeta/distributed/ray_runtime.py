@@ -1,5 +1,5 @@
-"""The Ray runtime: rollout worker actors, a learner actor, a parameter server actor and the
-driver-side scheduler.
+"""The Ray runtime: rollout worker actors, a learner actor (or a group of them, `learners`), a
+parameter server actor and the driver-side scheduler.
 
 A meta-batch is cut into calls of up to `tasks_per_call` specs in submission order
 (`runtime.chunk_specs`; RL² samples several tasks per call). Calls wait in one queue and go to
@@ -40,7 +40,7 @@ from rlmeta.algorithm import Algorithm, TaskResult, TaskSpec, Weights
 from rlmeta.config import ExperimentConfig
 from rlmeta.distributed import runtime as rt
 from rlmeta.distributed.errors import RayAddressError, RolloutError, TaskFailure
-from rlmeta.distributed.learner import Learner
+from rlmeta.distributed.learner_group import LearnerGroup
 from rlmeta.distributed.parameter_server import ParameterServer
 from rlmeta.distributed.placement import learner_placement
 from rlmeta.distributed.worker import RolloutWorker
@@ -204,13 +204,13 @@ def init_ray(config: ExperimentConfig) -> bool:
     """Connect to Ray; returns True when this call started it (so shutdown stops it).
 
     An already initialised Ray is reused; no address starts a local instance
-    (`start_local_ray`) with a CPU per worker plus the learner's `learner_cpus`; "auto" joins a
+    (`start_local_ray`) with a CPU per worker plus `learner_cpus` per learner; "auto" joins a
     running cluster, whose system settings were fixed by `ray start` (cluster.yaml passes the same).
     """
     if ray.is_initialized():
         return False
     if config.address is None:
-        start_local_ray(config.workers + config.learner_cpus)
+        start_local_ray(config.workers + config.learners * config.learner_cpus)
     else:
         check_address(config.address)
         ray.init(address=config.address)
@@ -276,11 +276,8 @@ class RayRuntime:
         # that meet at every parallel op all wait for that one: a MAML-TRPO update with 2
         # threads beside one busy process took >10 min instead of 2.8 s (1 thread: 4.7 s either
         # way; benchmarks/results/maml_iteration_time.md).
-        self.learner = (
-            ray.remote(Learner)
-            .options(num_cpus=config.learner_cpus, num_gpus=gpus)
-            .remote(algorithm_factory, self.device, put_ref, server, config.learner_cpus)
-        )
+        self.learners = LearnerGroup(config.learners, algorithm_factory, self.device, put_ref,
+                                     server, config.learner_cpus, gpus)
         worker_class = ray.remote(RolloutWorker).options(
             num_cpus=1, max_restarts=WORKER_MAX_RESTARTS, scheduling_strategy="SPREAD"
         )
@@ -298,7 +295,12 @@ class RayRuntime:
         self._queue: deque[_Job] = deque()
         self._running: dict[ray.ObjectRef, _Job] = {}
         self._version = 0
-        self._timings.add("broadcast_s", _get(self.learner.publish.remote(0), "the learner"))
+        self._timings.add("broadcast_s", self.learners.publish(0))
+
+    @property
+    def learner(self) -> ray.actor.ActorHandle:
+        """The learner actor of rank 0 (the one that publishes)."""
+        return self.learners.actors[0]
 
     # ---- weights ----------------------------------------------------------------------------
 
@@ -452,8 +454,7 @@ class RayRuntime:
     def learn(self, results: list[TaskResult]) -> dict[str, float]:
         version = self.weights_version
         start = time.perf_counter()
-        metrics, update_s, put_s = _get(self.learner.update.remote(results, version + 1),
-                                        "the learner's update")
+        metrics, update_s, put_s = self.learners.update(results, version + 1)
         self._timings.add("learner_s", time.perf_counter() - start)
         self._timings.add("broadcast_s", put_s)
         self._version = version + 1
@@ -472,16 +473,16 @@ class RayRuntime:
 
     def state_dict(self) -> dict:
         return {
-            "algorithm": _get(self.learner.state_dict.remote(), "the learner"),
+            "algorithm": self.learners.state_dict(),
             "weights_version": self.weights_version,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        _get(self.learner.load_state_dict.remote(state["algorithm"]), "the learner")
+        self.learners.load_state_dict(state["algorithm"])
         # The saved version may be older than what workers hold: start the versions afresh.
         _get([worker.reset_weights.remote() for worker in self.workers], "a rollout worker")
         self._version = int(state["weights_version"])
-        put_s = _get(self.learner.publish.remote(self._version, reset=True), "the learner")
+        put_s = self.learners.publish(self._version, reset=True)
         self._timings.add("broadcast_s", put_s)
 
     def wait_for_workers(self, timeout_s: float = 120.0) -> int:
@@ -501,7 +502,7 @@ class RayRuntime:
         return self._timings.pop()
 
     def shutdown(self) -> None:
-        for actor in [*self.workers, self.learner, self.parameter_server]:
+        for actor in [*self.workers, *self.learners.actors, self.parameter_server]:
             ray.kill(actor)
         self.workers = []
         if self._started_ray:

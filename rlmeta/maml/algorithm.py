@@ -2,7 +2,9 @@
 
 Worker side (`run_task`, `evaluate_task`): sample with θ, take inner steps locally, sample with
 θ'. Learner side (`update`): rebuild the inner loop differentiably from the stored episodes and
-take one outer step with TRPO, PPO (ProMP-style) or Reptile.
+take one outer step with TRPO, PPO (ProMP-style) or Reptile. In a learner group each learner
+holds consecutive tasks of the meta-batch and sums its shares of the meta-gradient, the Fisher
+products, the line search's loss and KL, and the logged means (`set_collective`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import Tensor
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
+from rlmeta.collectives import Collective, is_group, sum_floats, sum_tensor
 from rlmeta.config import ExperimentConfig
 from rlmeta.device import resolve_device
 from rlmeta.losses import masked_mean
@@ -114,6 +117,10 @@ class MAMLAlgorithm:
             )
         self.updates = 0
         self.trpo_rejections = 0
+        # A learner group's sums (None: one learner on the whole meta-batch, as arithmetic
+        # without any collective), and the meta-batch's task count while an update runs.
+        self.collective: Collective | None = None
+        self._task_count: int | None = None
 
     # ----- parameters -------------------------------------------------------------------
 
@@ -125,6 +132,25 @@ class MAMLAlgorithm:
 
     def _policy_params(self) -> Params:
         return dict(self.policy.named_parameters())
+
+    def set_collective(self, collective: Collective) -> None:
+        self.collective = collective
+
+    def _total(self, tensor: Tensor) -> Tensor:
+        """`tensor` summed over the learner group (itself for one learner)."""
+        return sum_tensor(self.collective, tensor) if is_group(self.collective) else tensor
+
+    def _floats(self, *values: Tensor | float) -> list[float]:
+        """Scalars summed over the learner group (themselves for one learner)."""
+        if is_group(self.collective):
+            return sum_floats(self.collective, *values)
+        return [float(value) for value in values]
+
+    def _task_average(self, values: list[float]) -> float:
+        """The mean over the meta-batch's tasks of per-task values held by this learner."""
+        if self._task_count is None:
+            return float(np.mean(values))
+        return self._floats(sum(values))[0] / self._task_count
 
     def _step_size(self) -> StepSize:
         return self.step_sizes if self.step_sizes else self.maml.inner_lr
@@ -293,7 +319,7 @@ class MAMLAlgorithm:
     def _objective(self, tasks: list[TaskBatches], first_order: bool, **kwargs: Any) -> MetaOutput:
         return meta_objective(
             self.policy, self._policy_params(), self._step_size(), tasks, self.maml.estimator,
-            first_order, **kwargs,
+            first_order, task_count=self._task_count, **kwargs,
         )
 
     def update(self, results: list[TaskResult]) -> dict[str, float]:
@@ -301,10 +327,12 @@ class MAMLAlgorithm:
             raise ValueError("update got no task results; expected a meta-batch of at least one")
         results = sorted(results, key=lambda r: r.index)
         tasks = self._task_batches(results)
+        self._task_count = (
+            round(self._floats(len(results))[0]) if is_group(self.collective) else None)
         metrics: dict[str, float] = {}
         for k in range(self.maml.inner_steps + 1):
             returns = [r.rollouts[k].mean_return() for r in results]
-            metrics[f"return/step_{k}"] = float(np.mean(returns))
+            metrics[f"return/step_{k}"] = self._task_average(returns)
         metrics["entropy"] = self._entropy(tasks)
         if self.maml.outer == "trpo":
             metrics.update(self._trpo_update(tasks))
@@ -323,7 +351,9 @@ class MAMLAlgorithm:
                 batch = task.inner[0] if task.inner else task.post
                 entropy = self.policy.distribution(batch.observations).entropy()
                 values.append(masked_mean(entropy, batch.mask))
-            return float(torch.stack(values).mean())
+            if self._task_count is None:
+                return float(torch.stack(values).mean())
+            return self._task_average([float(value) for value in values])
 
     def _assign(self, leaves: list[Tensor], values: list[Tensor]) -> None:
         with torch.no_grad():
@@ -337,15 +367,21 @@ class MAMLAlgorithm:
         cfg = self.maml
         leaves = list(self._meta_parameters().values())
         out = self._objective(tasks, cfg.first_order)
-        old_loss = float(out.loss.detach())
-        grads = flat(torch.autograd.grad(out.loss, leaves, retain_graph=True))
+        (old_loss,) = self._floats(out.loss.detach())
+        grads = self._total(flat(torch.autograd.grad(out.loss, leaves, retain_graph=True)))
         check_finite("meta-gradient", grads)
+        # A group sums its shards' products, then damps once.
+        damping = cfg.cg_damping if self._task_count is None else 0.0
         if cfg.fisher == "adapted":
-            fisher_product = adapted_fisher_product(
+            shard_product = adapted_fisher_product(
                 self.policy, self._policy_params(), self._step_size(), tasks, out.adapted,
-                cfg.cg_damping, cfg.fisher_step_stride)
+                damping, cfg.fisher_step_stride, task_count=self._task_count)
         else:
-            fisher_product = hessian_vector_product(out.kl, leaves, cfg.cg_damping)
+            shard_product = hessian_vector_product(out.kl, leaves, damping)
+        fisher_product = shard_product
+        if self._task_count is not None:
+            def fisher_product(vector: Tensor) -> Tensor:
+                return self._total(shard_product(vector)) + cfg.cg_damping * vector
         direction = conjugate_gradient(fisher_product, grads, cfg.cg_iters)
         curvature = float(direction @ fisher_product(direction))
         check_finite("TRPO search direction", direction)
@@ -359,7 +395,8 @@ class MAMLAlgorithm:
             def evaluate(fraction: float) -> tuple[float, float]:
                 self._assign(leaves, _stepped(old_values, full_step, fraction))
                 trial = self._objective(tasks, first_order=True, old=out.old)
-                return float(trial.loss.detach()), float(trial.kl.detach())
+                loss, kl = self._floats(trial.loss.detach(), trial.kl.detach())
+                return loss, kl
 
             result = backtracking_line_search(
                 evaluate, old_loss, cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio
@@ -390,17 +427,20 @@ class MAMLAlgorithm:
         for epoch in range(cfg.ppo_epochs):
             out = self._objective(tasks, cfg.first_order, old=old, clip=cfg.ppo_clip)
             if epoch == 0:
-                old, first_loss = out.old, float(out.loss.detach())
+                old, (first_loss,) = out.old, self._floats(out.loss.detach())
             self.optimizer.zero_grad()
             grads = torch.autograd.grad(out.loss, leaves)
+            if self._task_count is not None:
+                grads = unflat(self._total(flat(grads)), leaves)
             check_finite("PPO meta-gradient", *grads)
             for leaf, grad in zip(leaves, grads, strict=True):
                 leaf.grad = grad
             self.optimizer.step()
         final = self._objective(tasks, first_order=True, old=old, clip=cfg.ppo_clip)
+        final_loss, final_kl = self._floats(final.loss.detach(), final.kl.detach())
         return {
-            "loss/surrogate": -first_loss, "kl": float(final.kl.detach()),
-            "ppo/improvement": first_loss - float(final.loss.detach()),
+            "loss/surrogate": -first_loss, "kl": final_kl,
+            "ppo/improvement": first_loss - final_loss,
             "ppo/epochs": float(cfg.ppo_epochs),
         }
 
@@ -413,12 +453,17 @@ class MAMLAlgorithm:
         delta = {
             n: torch.stack([a[n].detach() - p.detach() for a in out.adapted]).mean(0)
             for n, p in params.items()
+        } if self._task_count is None else {
+            n: self._total(torch.stack([a[n].detach() - p.detach() for a in out.adapted]).sum(0))
+            / self._task_count
+            for n, p in params.items()
         }
         check_finite("Reptile step", *delta.values())
         moved = [p.detach() + cfg.outer_lr * delta[n] for n, p in params.items()]
         self._assign(list(params.values()), moved)
         final = self._objective(tasks, first_order=True, old=out.old)
+        loss, kl = self._floats(out.loss.detach(), final.kl.detach())
         return {
-            "loss/surrogate": -float(out.loss.detach()), "kl": float(final.kl.detach()),
+            "loss/surrogate": -loss, "kl": kl,
             "reptile/step_norm": float(cfg.outer_lr * flat(list(delta.values())).norm()),
         }

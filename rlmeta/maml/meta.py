@@ -34,6 +34,14 @@ class MetaOutput:
     adapted: list[Params]  # θ' per task
 
 
+def task_mean(values: list[Tensor], task_count: int | None) -> Tensor:
+    """The mean of per-task scalars over the meta-batch; with `task_count` (the meta-batch's size
+    when these tasks are one learner's shard of it) this shard's share of that mean, which a
+    learner group sums."""
+    stacked = torch.stack(values)
+    return stacked.mean() if task_count is None else stacked.sum() / task_count
+
+
 def detached_distribution(policy, params: Params, observations: Tensor) -> Distribution:
     """π_params(·|obs) with no graph back to `params`."""
     return policy.distribution(observations, {k: v.detach() for k, v in params.items()})
@@ -49,6 +57,7 @@ def meta_objective(
     old: list[Distribution] | None = None,
     clip: float | None = None,
     fixed_weights: list[list[Tensor]] | None = None,
+    task_count: int | None = None,
 ) -> MetaOutput:
     """The meta-loss of `params` (and a learned `step_size`) on a meta-batch.
 
@@ -56,7 +65,8 @@ def meta_objective(
     14) or, with `clip`, PPO's clipped surrogate (ProMP, Rothfuss et al. 2019, eq. 18 without
     the KL penalty). `old` are the reference post-adaptation policies for the KL; by default
     the current ones, detached (KL 0, but its Hessian is the Fisher matrix). `fixed_weights`
-    pins the importance weights of the `maml` inner loss (see `objectives.inner_loss`).
+    pins the importance weights of the `maml` inner loss (see `objectives.inner_loss`). With
+    `task_count` the loss and KL are this shard's shares of the meta-batch means (`task_mean`).
     """
     if not tasks:
         raise ValueError("meta-batch is empty; expected at least one task")
@@ -80,9 +90,9 @@ def meta_objective(
         kls.append(mean_kl(reference, distribution, task.post.mask))
         olds.append(reference)
         adapted_all.append(adapted)
-    loss = -torch.stack(objectives).mean()
+    loss = -task_mean(objectives, task_count)
     check_finite("meta loss (post-adaptation surrogate)", loss)
-    return MetaOutput(loss=loss, kl=torch.stack(kls).mean(), old=olds, adapted=adapted_all)
+    return MetaOutput(loss=loss, kl=task_mean(kls, task_count), old=olds, adapted=adapted_all)
 
 
 def adapted_fisher_product(
@@ -93,6 +103,7 @@ def adapted_fisher_product(
     adapted: list[Params],
     damping: float,
     step_stride: int = 1,
+    task_count: int | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """`v ↦ (mean_tasks J̃ᵀ F(θ'_task) J̃ + damping·I) v`: the Fisher matrix of each adapted
     policy at its own parameters, averaged over the meta-batch.
@@ -108,6 +119,7 @@ def adapted_fisher_product(
     stays exact and the line search still enforces the true KL. `adapted` holds one parameter
     dict per task, keyed and ordered as `params`. With `step_stride` k the Fisher is taken on
     every k-th time step of the post-adaptation episodes (TRPO, Schulman et al. 2015, §6: 10%).
+    With `task_count` the product is this shard's share of the meta-batch's (`task_mean`).
     """
     leaves = [{name: p.detach().requires_grad_(True) for name, p in task_params.items()}
               for task_params in adapted]
@@ -122,7 +134,7 @@ def adapted_fisher_product(
     # KL of task i depends on θ'_i alone, so the Hessian over all tasks' leaves is block-diagonal
     # with blocks F(θ'_i) / n: products with each task's J̃v, summed over tasks, give the mean.
     blocks = hessian_vector_product(
-        torch.stack(kls).mean(), [p for task_params in leaves for p in task_params.values()]
+        task_mean(kls, task_count), [p for task_params in leaves for p in task_params.values()]
     )
     count, size = len(leaves), sum(p.numel() for p in params.values())
     moves = None

@@ -5,11 +5,14 @@ several tasks at once, `run_tasks`); the hidden state carries across the episode
 adaptation happens in the state, not in the weights. The learner recomputes every trial from its
 recorded initial state, computes GAE over the whole trial (episode ends inside a trial are not
 dones), and takes PPO steps on minibatches of whole trials, in the shape of CleanRL's
-`ppo_atari_lstm.py`.
+`ppo_atari_lstm.py`. In a learner group each learner holds consecutive tasks' trials and takes
+its share of every minibatch (the same trials as one learner's minibatch), with advantage
+statistics and gradients summed over the group, so every replica takes the same Adam step.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
+from rlmeta.collectives import Collective, is_group, sum_floats, sum_tensor
 from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.device import resolve_device
 from rlmeta.losses import normalize_advantages
@@ -133,6 +137,8 @@ class RL2Algorithm:
         # Minibatch order; saved in state_dict so a resumed run shuffles as the original would.
         self.shuffle_generator = torch.Generator().manual_seed(config.seed)
         self.updates = 0
+        # A learner group's sums; None: one learner on the whole batch, no collective.
+        self.collective: Collective | None = None
 
     # -- worker side -------------------------------------------------------------------------
 
@@ -244,6 +250,9 @@ class RL2Algorithm:
 
     # -- learner side ------------------------------------------------------------------------
 
+    def set_collective(self, collective: Collective) -> None:
+        self.collective = collective
+
     def _evaluate_batch(self, batch: TrialBatch) -> tuple[Any, torch.Tensor]:
         distribution, values, _ = self.policy(
             batch.observations,
@@ -277,12 +286,21 @@ class RL2Algorithm:
         lr = scheduled_lr(settings, self.updates, self.config.iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        n_minibatches = min(settings.minibatches, batch.num_trials)
+        sharded = is_group(self.collective)
+        num_trials, offset = (
+            self._trial_span(batch.num_trials) if sharded else (batch.num_trials, 0))
+        n_minibatches = min(settings.minibatches, num_trials)
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(settings.epochs):
-            order = torch.randperm(batch.num_trials, generator=self.shuffle_generator)
+            order = torch.randperm(num_trials, generator=self.shuffle_generator)
             for trials in order.chunk(n_minibatches):
+                if sharded:
+                    for name, value in self._shard_step(
+                            batch, advantages, returns, trials, offset).items():
+                        sums[name] = sums.get(name, 0.0) + value
+                    steps += 1
+                    continue
                 trials = trials.to(self.device)
                 minibatch = batch.select(trials)
                 distribution, new_values = self._evaluate_batch(minibatch)
@@ -318,11 +336,104 @@ class RL2Algorithm:
                 steps += 1
         self.updates += 1
 
+        episode_returns = np.concatenate([r.rollouts[0].episode_returns() for r in results])
+        if sharded:
+            return {**self._group_metrics(sums, steps, values, returns, batch.mask,
+                                          episode_returns), "lr": lr}
         metrics = {name: total / steps for name, total in sums.items()}
         metrics["explained_variance"] = _explained_variance(values, returns, batch.mask)
         metrics["lr"] = lr
-        episode_returns = np.concatenate([r.rollouts[0].episode_returns() for r in results])
         metrics.update(trial_metrics(episode_returns))
+        return metrics
+
+    def _trial_span(self, local_trials: int) -> tuple[int, int]:
+        """(the group's trial count, this learner's first trial in it): shards are consecutive
+        in rank order, so this learner's columns are trials `[offset, offset + local_trials)`."""
+        assert self.collective is not None
+        counts = torch.zeros(self.collective.world_size, dtype=torch.float64)
+        counts[self.collective.rank] = local_trials
+        counts = sum_tensor(self.collective, counts).round().long().tolist()
+        return sum(counts), sum(counts[: self.collective.rank])
+
+    def _shard_step(
+        self,
+        batch: TrialBatch,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+        trials: torch.Tensor,
+        offset: int,
+    ) -> dict[str, float]:
+        """One PPO step on this learner's share of a minibatch of the group's trials: its loss
+        parts are shares of the minibatch's means; the gradient is summed over the group and
+        clipped as a whole, so every replica takes the same step. Returns the share of each
+        logged part (the group sums them) and the summed gradient's norm."""
+        assert self.collective is not None
+        settings = self.settings
+        total = partial(sum_tensor, self.collective)
+        mine = trials[(trials >= offset) & (trials < offset + batch.num_trials)] - offset
+        mine = mine.to(self.device)
+        minibatch = batch.select(mine)
+        count = total(minibatch.mask.sum()).clamp_min(1.0)
+        normalized = normalize_advantages(
+            advantages[:, mine], minibatch.mask, zero_if_empty=True, total=total)
+        parameters = list(self.policy.parameters())
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = dict.fromkeys(_SHARED_PARTS, 0.0)
+        if len(mine):  # a learner may hold none of a minibatch's trials
+            distribution, new_values = self._evaluate_batch(minibatch)
+            loss = ppo_loss(
+                distribution, new_values, minibatch.actions, minibatch.old_log_probs, normalized,
+                returns[:, mine], minibatch.mask, clip=settings.clip,
+                value_coef=settings.value_coef, entropy_coef=settings.entropy_coef, count=count,
+            )
+            loss.total.backward()
+            parts = {"loss/policy": float(loss.policy), "loss/value": float(loss.value),
+                     "entropy": float(loss.entropy), "approx_kl": float(loss.approx_kl),
+                     "clip_fraction": float(loss.clip_fraction)}
+        # The gradients, and whether each parameter has one (Adam skips those without), summed
+        # in one call.
+        used = torch.tensor([float(p.grad is not None) for p in parameters], device=self.device)
+        summed = total(torch.cat([
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+            for p in parameters] + [used]))
+        grads = summed[: -len(parameters)].split([p.numel() for p in parameters])
+        for parameter, grad, has in zip(parameters, grads, summed[-len(parameters):],
+                                        strict=True):
+            parameter.grad = grad.view_as(parameter) if has > 0 else None
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+        self.optimizer.step()
+        return {**parts, "grad_norm": float(grad_norm)}
+
+    def _group_metrics(
+        self,
+        sums: dict[str, float],
+        steps: int,
+        values: torch.Tensor,
+        returns: torch.Tensor,
+        mask: torch.Tensor,
+        episode_returns: np.ndarray,
+    ) -> dict[str, float]:
+        """This learner's logged sums, summed over the group into the whole batch's means."""
+        assert self.collective is not None
+        real = mask > 0
+        target, residual = returns[real].double(), (returns - values)[real].double()
+        episodes = episode_returns.shape[1]
+        totals = sum_floats(
+            self.collective, *(sums[name] for name in _SHARED_PARTS), real.sum(), target.sum(),
+            (target**2).sum(), residual.sum(), (residual**2).sum(), episode_returns.shape[0],
+            *episode_returns.sum(axis=0),
+        )
+        parts = totals[: len(_SHARED_PARTS)]
+        count, t1, t2, r1, r2, trials = totals[len(_SHARED_PARTS): len(_SHARED_PARTS) + 6]
+        metrics = {name: value / steps for name, value in zip(_SHARED_PARTS, parts, strict=True)}
+        metrics["grad_norm"] = sums["grad_norm"] / steps
+        target_var = t2 / count - (t1 / count) ** 2
+        metrics["explained_variance"] = (
+            1.0 - (r2 / count - (r1 / count) ** 2) / target_var if target_var > 0
+            else float("nan"))
+        means = [column / trials for column in totals[-episodes:]]
+        metrics["return/trial"] = float(sum(means))
+        metrics.update({f"return/episode_{i}": mean for i, mean in enumerate(means)})
         return metrics
 
     # -- weights and checkpoints -------------------------------------------------------------
@@ -365,6 +476,10 @@ class RL2Algorithm:
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self.shuffle_generator.set_state(state["shuffle_generator"])
+
+
+# The logged loss parts a learner of a group holds a share of (the group sums them).
+_SHARED_PARTS = ("loss/policy", "loss/value", "entropy", "approx_kl", "clip_fraction")
 
 
 def _task_result(spec: TaskSpec, rollout: Rollout) -> TaskResult:

@@ -40,19 +40,24 @@ def ppo_loss(
     clip: float,
     value_coef: float,
     entropy_coef: float,
+    count: torch.Tensor | None = None,
 ) -> PPOLoss:
-    """PPO-clip loss (Schulman et al. 2017, eqs. 7 and 9) on time-major `[T, N]` steps."""
+    """PPO-clip loss (Schulman et al. 2017, eqs. 7 and 9) on time-major `[T, N]` steps. With
+    `count` (the minibatch's real steps over a learner group) every mean is this learner's
+    share, and the parts sum over the group to the minibatch's loss."""
     log_probs = distribution.log_prob(actions)
     log_ratio = masked_log_ratio(log_probs, old_log_probs, mask)
     ratio = log_ratio.exp()
-    policy_loss = -clipped_surrogate(ratio, advantages, mask, clip, zero_if_empty=True)
-    value_loss = 0.5 * masked_mean((values - returns) ** 2, mask, zero_if_empty=True)
-    entropy = masked_mean(distribution.entropy(), mask, zero_if_empty=True)
+    policy_loss = -clipped_surrogate(ratio, advantages, mask, clip, zero_if_empty=True,
+                                     count=count)
+    value_loss = 0.5 * masked_mean((values - returns) ** 2, mask, zero_if_empty=True, count=count)
+    entropy = masked_mean(distribution.entropy(), mask, zero_if_empty=True, count=count)
     total = policy_loss + value_coef * value_loss - entropy_coef * entropy
     with torch.no_grad():
         # The low-variance estimator of KL(old || new) (Schulman, "Approximating KL divergence").
-        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask, zero_if_empty=True)
-        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask, zero_if_empty=True)
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask, zero_if_empty=True, count=count)
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask,
+                                    zero_if_empty=True, count=count)
     return PPOLoss(
         total=total,
         policy=policy_loss.detach(),
