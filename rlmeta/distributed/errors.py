@@ -13,7 +13,7 @@ class RayAddressError(ConnectionError):
     """The Ray address given does not answer; the message names it (one line)."""
 
 
-class LearnerError(RuntimeError):
+class LearnerError(RolloutError):
     """A learner of the group died or cannot take its share: the run stops (one line, naming it)."""
 
 

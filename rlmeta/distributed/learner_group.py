@@ -25,13 +25,14 @@ from typing import Any
 
 import ray
 import torch.distributed as dist
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from rlmeta.algorithm import Algorithm, TaskResult, Weights
 from rlmeta.collectives import TorchDistributed, shard_bounds
 from rlmeta.distributed.errors import LearnerError
 from rlmeta.distributed.learner import Learner
 from rlmeta.distributed.parameter_server import ParameterServer
+from rlmeta.distributed.ray_errors import describe_ray_error
 
 # A collective waits this long for a learner that does not arrive (Ray Train's default); a dead
 # learner is noticed by the driver long before.
@@ -117,12 +118,14 @@ class LearnerGroup:
             done, pending = ray.wait(pending, num_returns=1)
             try:
                 ray.get(done[0])
-            except RayActorError as error:
+            except RayError as error:
                 rank = rank_of[done[0]]
+                # The actor itself gone, or an error raised inside it (a parameter server lost).
+                died = isinstance(error, RayActorError) and not isinstance(error, RayTaskError)
                 raise LearnerError(
-                    f"learner {rank} of {self.size} died while {doing}; the run stopped with "
-                    f"its last checkpoint intact (`rlmeta resume RUN_DIR` continues it): "
-                    f"{str(error).splitlines()[0]}"
+                    f"learner {rank} of {self.size} {'died' if died else 'failed'} while "
+                    f"{doing}; the run stopped with its last checkpoint intact (`rlmeta resume "
+                    f"RUN_DIR` continues it): {describe_ray_error(error)}"
                 ) from None
         return ray.get(list(refs))
 

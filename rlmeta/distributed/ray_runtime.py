@@ -43,6 +43,7 @@ from rlmeta.distributed.errors import RayAddressError, RolloutError, TaskFailure
 from rlmeta.distributed.learner_group import LearnerGroup
 from rlmeta.distributed.parameter_server import ParameterServer
 from rlmeta.distributed.placement import learner_placement
+from rlmeta.distributed.ray_errors import describe_ray_error
 from rlmeta.distributed.worker import RolloutWorker
 
 # Calls (of up to tasks_per_call specs each) in flight per worker.
@@ -66,8 +67,6 @@ LOOPBACK = "127.0.0.1"
 # How long a given Ray address may take to accept a connection before the run stops; Ray itself
 # keeps retrying an address that does not answer for minutes.
 ADDRESS_TIMEOUT_S = 5.0
-# Error lines quote at most this much of a message raised inside an actor.
-MESSAGE_CHARS = 300
 
 
 def fetch_ref(handle: list[ray.ObjectRef]) -> Weights:
@@ -167,21 +166,6 @@ def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
             f"{timeout_s:g}s); expected a running Ray head there (`ray start --head`), or no "
             f"address to start a local instance"
         ) from None
-
-
-def describe_ray_error(error: BaseException) -> str:
-    """One line for an error raised through Ray: the exception an actor raised (not Ray's
-    wrapper with its remote traceback), its type and the first line of its message."""
-    while isinstance(error, RayTaskError) and getattr(error, "cause", None) is not None:
-        error = error.cause
-    name = type(error).__name__
-    if isinstance(error, RayTaskError):
-        name = "RayTaskError"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    if len(text) > MESSAGE_CHARS:
-        text = text[: MESSAGE_CHARS - 3] + "..."
-    return f"{name}: {text}" if text else name
 
 
 @contextlib.contextmanager
