@@ -20,10 +20,8 @@ workers and each learner count, and reports the median seconds per iteration ove
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ import ray
 import torch
 
 from benchmarks.learner import sample_meta_batch
+from benchmarks.timing_cli import parse_timing_args
 from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.config_io import load_config
 from rlmeta.distributed.ray_runtime import RayRuntime
@@ -144,22 +143,10 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="nav64,nav100,cheetah,rl2mdp",
-                        help=f"comma-separated, from {', '.join(CASES)}")
-    parser.add_argument("--repeats", type=int, default=3, help="timed updates per learner count")
-    parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
-                        help="also train N iterations per learner count with 2 workers (0: skip)")
-    parser.add_argument("--out", default="benchmarks/results", help="output directory")
-    args = parser.parse_args(argv)
-    unknown = [name for name in args.cases.split(",") if name not in CASES]
-    if unknown or args.repeats < 1 or args.end_to_end < 0:
-        parser.error(f"cases must be among {', '.join(CASES)}, --repeats >= 1, "
-                     f"--end-to-end >= 0 (got {args.cases!r}, {args.repeats}, {args.end_to_end})")
+    args = parse_timing_args(argv, "benchmarks.learner_group", __doc__.splitlines()[0], CASES,
+                             "nav64,nav100,cheetah,rl2mdp", "learner count")
     torch.set_num_threads(1)
-    command = "python -m benchmarks.learner_group " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    report = {"command": command.strip(), "repeats": args.repeats, "cases": []}
+    report = {"command": args.command, "repeats": args.repeats, "cases": []}
     for name in args.cases.split(","):
         case = CASES[name]
         seconds, cpu = time_updates(case, args.repeats)

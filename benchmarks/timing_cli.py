@@ -1,0 +1,35 @@
+"""The command line the update-timing benchmarks share: which cases, repeats, end to end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+
+
+def parse_timing_args(
+    argv: list[str] | None,
+    module: str,
+    description: str,
+    cases: Iterable[str],
+    default: str,
+    per: str,
+) -> argparse.Namespace:
+    """`--cases`, `--repeats` (timed updates per `per`), `--end-to-end N`, `--out`, checked; the
+    namespace also holds `command`, the line that reproduces the call."""
+    names = list(cases)
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--cases", default=default,
+                        help=f"comma-separated, from {', '.join(names)}")
+    parser.add_argument("--repeats", type=int, default=3, help=f"timed updates per {per}")
+    parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
+                        help=f"also train N iterations per {per} with 2 workers (0: skip)")
+    parser.add_argument("--out", default="benchmarks/results", help="output directory")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.cases.split(",") if name not in names]
+    if unknown or args.repeats < 1 or args.end_to_end < 0:
+        parser.error(f"cases must be among {', '.join(names)}, --repeats >= 1, "
+                     f"--end-to-end >= 0 (got {args.cases!r}, {args.repeats}, {args.end_to_end})")
+    given = sys.argv[1:] if argv is None else argv
+    args.command = " ".join([parser.prog, *given])
+    return args
