@@ -407,15 +407,28 @@ def test_a_hostile_env_in_a_ray_worker_is_one_line_or_dropped(
         assert [json.loads(row)["runtime/dropped_tasks"] for row in rows] == [0.0, 1.0]
 
 
+def wait_until_dead(actor, attempts: int = 100) -> None:
+    """Return once calls to `actor` fail because it died (at most `attempts` × 0.1 s)."""
+    for _ in range(attempts):
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"actor {actor} still answers after ray.kill")
+
+
 @pytest.mark.ray
 def test_a_killed_parameter_server_or_learner_is_one_line(ray_instance) -> None:
     runtime = make_runtime(ray_config(), make_fake_algorithm, make_fake_env)
     try:
         results = runtime.collect(runtime.submit(specs(2)))
         ray.kill(runtime.parameter_server)  # the learner publishes to it after each update
+        wait_until_dead(runtime.parameter_server)
         with pytest.raises(RolloutError) as server_died:
             runtime.learn(results)
         ray.kill(runtime.learner)
+        wait_until_dead(runtime.learner)  # ray.kill returns before the actor has gone
         with pytest.raises(RolloutError) as learner_died:
             runtime.state_dict()
         for caught, start in ((server_died, "learner 0 of 1 failed while updating to weights "
