@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.timing_cli import parse_timing_args
+from benchmarks.timing_cli import parse_timing_args, write_report
 from rlmeta.algorithm import TaskResult
 from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.config_io import load_config
@@ -153,11 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             entry["iteration_s_median"] = time_iterations(case, args.end_to_end)
         report["cases"].append(entry)
         print(json.dumps(entry), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "learner_fisher.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "learner_fisher.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "learner_fisher", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import ray
 import torch
 
 from benchmarks.learner import sample_meta_batch
-from benchmarks.timing_cli import parse_timing_args
+from benchmarks.timing_cli import parse_timing_args, write_report
 from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.config_io import load_config
 from rlmeta.distributed.ray_runtime import RayRuntime
@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                 str(k): v for k, v in time_iterations(case, args.end_to_end).items()}
         report["cases"].append(entry)
         print(json.dumps(entry), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "learner_group.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "learner_group.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "learner_group", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""The command line the update-timing benchmarks share: which cases, repeats, end to end."""
+"""What the update-timing benchmarks share: their command line (which cases, repeats, end to
+end) and how they write their report."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 
 def parse_timing_args(
@@ -33,3 +37,12 @@ def parse_timing_args(
     given = sys.argv[1:] if argv is None else argv
     args.command = " ".join([parser.prog, *given])
     return args
+
+
+def write_report(out: str | Path, stem: str, report: dict[str, Any], markdown: str) -> None:
+    """`<out>/<stem>.json` and `<out>/<stem>.md`, and the table on stdout."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (folder / f"{stem}.md").write_text(markdown)
+    print(markdown)
