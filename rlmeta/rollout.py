@@ -85,6 +85,13 @@ class Rollout:
         """Mean undiscounted return per episode."""
         return float(self.episode_returns().mean())
 
+    def success_rate(self) -> float:
+        """Fraction of sequences that succeeded in any of their episodes (Meta-World's
+        `info["success"]` at any step); raises where the env reports no success."""
+        if self.successes is None:
+            raise ValueError("this rollout has no successes; the env reports no info['success']")
+        return float(self.successes.max(axis=1).mean())
+
     def select_sequences(self, columns: Sequence[int] | np.ndarray) -> Rollout:
         """The sub-rollout of sequences `columns`: [T, N] arrays sliced on axis 1 (T kept, so
         trailing rows may be all padding), `successes` rows and every `extras` array whose first

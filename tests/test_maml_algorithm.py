@@ -168,6 +168,19 @@ def test_evaluate_task_reports_returns_and_successes_per_step():
     assert metrics["return/step_0"] != metrics["return/step_3"]
 
 
+def test_update_reports_meta_train_success_per_step_where_the_env_reports_it():
+    envs = [_SuccessNavigation(env) for env in _envs()]
+    algorithm = _make(envs)
+    results = sample_meta_batch(algorithm, envs, _specs(envs))
+    expected = np.mean([r.rollouts[1].successes.max(axis=1).mean() for r in results])
+    metrics = algorithm.update(results)
+    assert {"success/step_0", "success/step_1"} <= set(metrics)
+    assert metrics["success/step_1"] == pytest.approx(expected)
+    plain = _make(_envs())
+    assert not any(key.startswith("success/") for key in plain.update(
+        sample_meta_batch(plain, _envs(), _specs(_envs()))))
+
+
 def test_non_finite_loss_in_update_raises_and_leaves_weights():
     envs = _envs()
     for estimator in ("maml", "dice"):

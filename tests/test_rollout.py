@@ -77,6 +77,12 @@ def test_shapes_padding_and_returns_for_more_sequences_than_envs():
     np.testing.assert_array_equal(rollout.timesteps[:, 0], [0, 1, 2])
     np.testing.assert_allclose(rollout.log_probs, -0.5)
     np.testing.assert_allclose(rollout.successes, 1.0)
+    assert rollout.success_rate() == 1.0
+    rollout.successes[:3] = 0.0
+    assert rollout.success_rate() == pytest.approx(0.4)
+    rollout.successes = None
+    with pytest.raises(ValueError, match="no successes"):
+        rollout.success_rate()
 
 
 def test_episodes_of_a_sequence_share_a_column_and_the_actor_state():

@@ -299,7 +299,7 @@ class MAMLAlgorithm:
         metrics = {f"return/step_{k}": r.mean_return() for k, r in enumerate(rollouts)}
         for k, rollout in enumerate(rollouts):
             if rollout.successes is not None:
-                metrics[f"success/step_{k}"] = float(rollout.successes.max(axis=1).mean())
+                metrics[f"success/step_{k}"] = rollout.success_rate()
         return metrics
 
     # ----- learner side -----------------------------------------------------------------
@@ -333,6 +333,11 @@ class MAMLAlgorithm:
         for k in range(self.maml.inner_steps + 1):
             returns = [r.rollouts[k].mean_return() for r in results]
             metrics[f"return/step_{k}"] = self._task_average(returns)
+            # Meta-train success (Meta-World's measure) where the env reports it; every shard
+            # holds the same env, so every learner takes this collective or none does.
+            if results[0].rollouts[k].successes is not None:
+                successes = [r.rollouts[k].success_rate() for r in results]
+                metrics[f"success/step_{k}"] = self._task_average(successes)
         metrics["entropy"] = self._entropy(tasks)
         if self.maml.outer == "trpo":
             metrics.update(self._trpo_update(tasks))
