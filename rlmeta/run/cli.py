@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint on held-out tasks: return after 0..K inner steps "
         "(MAML) or per episode of a trial (RL²), mean and 95% CI over tasks, next to the run's "
         "random initialisation adapted the same way (and, for a run started with --init-from, "
-        "the policy it started from). Writes adaptation.csv and adaptation.png.",
+        "the policy it started from). Writes adaptation.csv and adaptation.png; for a benchmark "
+        "with its own protocol (Meta-World) also protocol.json and protocol.csv.",
     )
     evaluate.add_argument(
         "target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (newest checkpoint) or a .pt"

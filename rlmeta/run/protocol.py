@@ -125,6 +125,11 @@ def summarize_protocol(raw: Mapping[str, Any]) -> list[ProtocolSummary]:
     return out
 
 
+def read_protocol_json(path: str | Path) -> dict[str, Any]:
+    """What `run_protocol` wrote: settings, the splits' repeats and the summaries."""
+    return json.loads(Path(path).read_text())
+
+
 def write_protocol_csv(path: Path, summaries: list[ProtocolSummary]) -> None:
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
