@@ -27,6 +27,8 @@ DEFAULTS = {"num_evals": 10, "adaptation_steps": 1, "adaptation_episodes": 10,
             "evaluation_episodes": 3}
 META_BATCH = 20  # Meta-World's suggested meta batch size for evaluation
 TEST_GOALS = 40  # Meta-World's test goals per task (its evaluation docs); train: all 50
+TRAIN_GOALS = 50  # every goal Meta-World draws per task
+EPISODE_STEPS = 500  # Meta-World's max_path_length, the official envs' time limit
 
 
 def official_splits(benchmark: str) -> tuple[str, ...]:
@@ -64,7 +66,13 @@ def make_official_envs(
         raise ValueError(f"Meta-World has no {env_id!r}; expected a benchmark with one of "
                          f"{', '.join(known)}")
     classes = 1 if benchmark == "ML1" else len(getattr(env_dict, f"{benchmark}_V3")[split])
+    goals = TEST_GOALS if split == "test" else TRAIN_GOALS
     size = default_meta_batch_size(classes) if meta_batch_size is None else meta_batch_size
+    # Meta-World asserts both (make_ml_envs); checked first, the error names what fits.
+    if size < 1 or size % classes or goals % (size // classes):
+        raise ValueError(f"{env_id}: meta_batch_size {size} does not fit its {classes} env "
+                         f"classes of {goals} goals; expected {classes} x k envs with k "
+                         f"dividing {goals}")
     kwargs: dict[str, Any] = {"seed": seed, "meta_batch_size": size, "vector_strategy": "sync"}
     if benchmark == "ML1":
         kwargs["env_name"] = env_name
@@ -72,12 +80,7 @@ def make_official_envs(
         kwargs["total_tasks_per_cls"] = TEST_GOALS
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    try:
-        return gym.make_vec(env_id, **kwargs)
-    except AssertionError as error:
-        raise ValueError(f"{env_id}: meta_batch_size {size} does not fit its {classes} env "
-                         f"classes and their goals ({error}); expected a multiple of {classes} "
-                         f"that splits each class's goals evenly") from None
+    return gym.make_vec(env_id, **kwargs)
 
 
 def evaluate_protocol(
@@ -109,7 +112,7 @@ def evaluate_protocol(
     report: dict[str, Any] = {
         "protocol": "metaworld.evaluation.metalearning_evaluation",
         "benchmark": benchmark, "env_name": env_name, "seed": seed,
-        "settings": {**settings, "max_episode_steps": max_episode_steps or 500},
+        "settings": {**settings, "max_episode_steps": max_episode_steps or EPISODE_STEPS},
         "splits": {},
     }
     for split in official_splits(benchmark):
@@ -130,7 +133,7 @@ def evaluate_protocol(
             envs.close()
         report["splits"][split] = {
             "meta_batch_size": envs.num_envs,
-            "goals_per_task": TEST_GOALS if split == "test" else 50,
+            "goals_per_task": TEST_GOALS if split == "test" else TRAIN_GOALS,
             "repeats": repeats,
         }
     return report

@@ -28,9 +28,14 @@ from rlmeta.run.cli import main  # noqa: E402
 from rlmeta.run.evaluation import evaluate  # noqa: E402
 from rlmeta.run.protocol import CSV_FILE, JSON_FILE, read_protocol_json  # noqa: E402
 from rlmeta.run.train import train  # noqa: E402
+from rlmeta.tasks import evaluation_protocol  # noqa: E402
 from rlmeta.vector_agent import AgentFeedback, PolicyAgent  # noqa: E402
 from rlmeta_envs.metaworld_adapter import MetaWorldEnv  # noqa: E402
-from rlmeta_envs.metaworld_protocol import evaluate_protocol, make_official_envs  # noqa: E402
+from rlmeta_envs.metaworld_protocol import (  # noqa: E402
+    default_meta_batch_size,
+    evaluate_protocol,
+    make_official_envs,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ML1_REACH = {"benchmark": "ML1", "env_name": "reach-v3"}
@@ -256,3 +261,14 @@ def test_cli_protocol_options_are_the_protocols_settings() -> None:
     args = build_parser().parse_args(["evaluate", "run", "--protocol-evals", "0",
                                       "--protocol-actions", "sample"])
     assert _protocol_settings(args) == {"num_evals": 0, "eval_actions": "sample"}
+
+
+def test_the_env_declares_its_protocol_and_the_default_meta_batch_fits_each_split() -> None:
+    assert evaluation_protocol("rlmeta/MetaWorld-v0") is evaluate_protocol
+    assert evaluation_protocol("rlmeta/Navigation2D-v0") is None
+    # ML1; ML10 train; ML10/ML25/ML45 test; ML25 train; ML45 train (classes per split).
+    assert [default_meta_batch_size(n) for n in (1, 10, 5, 25, 45)] == [20, 20, 20, 25, 45]
+    with pytest.raises(ValueError, match="meta_batch_size 3 does not fit its 1 env classes"):
+        make_official_envs("ML1", "reach-v3", "test", seed=0, meta_batch_size=3)
+    with pytest.raises(ValueError, match="Meta-World has no 'Meta-World/ML2-test'"):
+        make_official_envs("ML2", None, "test", seed=0)
