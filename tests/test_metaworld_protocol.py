@@ -155,12 +155,14 @@ def test_expert_scores_full_through_rlmeta_and_as_a_plain_agent_alike(official: 
 
 
 def test_random_policy_scores_low_through_the_protocol() -> None:
-    # Measured with 500-step episodes, 20 envs, 3 evaluation episodes: about 0.05 (the hand
-    # wanders into the 5 cm goal ball now and then); over 100 steps it is about 0.
+    # Measured on ML1-test reach-v3 (seed 0, 20 envs): uniform random actions succeed in 1 of
+    # 80 episodes of 500 steps, and in none of 200-step ones (protocol: 0, 0, 0 over 3 repeats).
+    # Over 500 steps the protocol scored 0, 1/3, 1/3: it counts the first 3 episodes to end
+    # among the 20 envs, and a success ends one (docs/metaworld.md). Here: 100 steps, seeded.
     report = evaluate_protocol(lambda envs: _scripted_agent(envs, random=True), ML1_REACH,
                                **TINY)
     [repeat] = report["splits"]["test"]["repeats"]
-    assert repeat["success"] <= 0.25
+    assert repeat["success"] == 0.0
     assert report["settings"]["max_episode_steps"] == EPISODE_STEPS
 
 
