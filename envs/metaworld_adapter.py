@@ -65,6 +65,8 @@ class MetaWorldEnv(gym.Env):
     RENDER_CAMERA = "corner"
     # Evaluation picks the split (`split` keyword) for held-out tasks: the benchmark's own.
     task_splits = SPLITS
+    # `rlmeta evaluate` also reports Meta-World's own protocol on its official vector envs.
+    evaluation_protocol = "rlmeta_envs.metaworld_protocol:evaluate_protocol"
 
     def __init__(
         self,

@@ -124,6 +124,12 @@ class Policy(Protocol):
     gets its returns exactly.
     """
 
+    adapts_while_acting: bool
+    """True where the policy adapts in its own state as it acts (RL²: the hidden state carries
+    across the episodes since `reset`), so episodes it played need no `adapt` call; False where
+    adapting is a step on recorded episodes (MAML: `adapt(episodes=policy.episodes)`). A loop
+    that only knows this protocol (e.g. `rlmeta.vector_agent`) asks this, not the algorithm."""
+
     def reset(self, seed: int | None = None) -> Policy:
         """Back to the trained, unadapted policy (MAML: θ; RL²: the start of a trial), with no
         recorded episodes; `seed` reseeds the action sampling. Returns this policy."""

@@ -180,6 +180,22 @@ def has_task_splits(env: str) -> bool:
     return bool(getattr(cls, "task_splits", ()))
 
 
+def evaluation_protocol(env: str) -> Callable[..., dict[str, Any]] | None:
+    """The benchmark's own evaluation protocol that the env class declares (an
+    `evaluation_protocol` attribute naming `module:function`, e.g. Meta-World's), or None.
+    `rlmeta.run.protocol` calls it as `protocol(make_agent, env_kwargs, **settings)`."""
+    name = getattr(_env_class(env), "evaluation_protocol", None)
+    if name is None:
+        return None
+    module_name, _, function_name = str(name).partition(":")
+    function = getattr(importlib.import_module(module_name), function_name, None) \
+        if module_name and function_name else None
+    if not callable(function):
+        raise ValueError(f"env {env!r} declares evaluation_protocol {name!r}, which names no "
+                         f"function; expected 'module:function'")
+    return function
+
+
 def _env_class(env: str) -> Any:
     """The class a gymnasium id or `module:Class` names, without building it; None if unknown."""
     target: Any = env

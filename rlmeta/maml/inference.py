@@ -25,6 +25,8 @@ _NO_PREVIOUS = np.zeros(1)  # a feed-forward actor ignores the previous action, 
 class MAMLPolicy:
     """θ (or θ' after `adapt`) acting one observation at a time; see `rlmeta.inference.Policy`."""
 
+    adapts_while_acting = False  # it adapts by an inner step on recorded episodes
+
     def __init__(self, algorithm: MAMLAlgorithm, seed: int = 0) -> None:
         self._algorithm = algorithm
         self._meta_params: Params = {

@@ -26,6 +26,8 @@ _SLOT = np.zeros(1, dtype=np.int64)  # the loop is one env: slot 0
 class RL2Policy:
     """The recurrent policy acting one observation at a time; see `rlmeta.inference.Policy`."""
 
+    adapts_while_acting = True  # the hidden state reads every step of the trial
+
     def __init__(self, algorithm: RL2Algorithm, seed: int = 0) -> None:
         self._algorithm = algorithm
         self.generator = torch.Generator()

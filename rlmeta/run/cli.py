@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint on held-out tasks: return after 0..K inner steps "
         "(MAML) or per episode of a trial (RL²), mean and 95% CI over tasks, next to the run's "
         "random initialisation adapted the same way (and, for a run started with --init-from, "
-        "the policy it started from). Writes adaptation.csv and adaptation.png.",
+        "the policy it started from). Writes adaptation.csv and adaptation.png; for a benchmark "
+        "with its own protocol (Meta-World) also protocol.json and protocol.csv.",
     )
     evaluate.add_argument(
         "target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (newest checkpoint) or a .pt"
@@ -146,13 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--video",
-        type=_non_negative_int,
+        type=_non_negative_int(MAX_TASKS),
         default=0,
         metavar="K",
         help="also write an mp4 per task for the first K tasks: the policy before and after "
         "each inner step (MAML) or each episode of a trial (RL²), in <out>/videos "
         "(MuJoCo without a display: MUJOCO_GL=osmesa)",
     )
+    _add_protocol_options(evaluate)
 
     sweep = commands.add_parser(
         "sweep",
@@ -326,6 +328,65 @@ def _report_training(summary: dict[str, Any], run_dir: Path, keys: tuple[str, ..
     print(f"evaluate with: rlmeta evaluate {run_dir}")
 
 
+def _add_protocol_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "benchmark protocol",
+        "For an env whose benchmark publishes its own evaluation (Meta-World: "
+        "metaworld.evaluation.metalearning_evaluation on the official Meta-World/<benchmark>-"
+        "<split> vector envs; ML1 meta-test, ML10/ML25/ML45 meta-train and meta-test), also run "
+        "it and write protocol.json and protocol.csv: success per repeat, mean and 95% CI over "
+        "repeats, success per task. Defaults are Meta-World's; other values give figures not "
+        "comparable with published ones.",
+    )
+    group.add_argument(
+        "--protocol-evals", type=_non_negative_int(1000), metavar="N",
+        help="repeats (Meta-World's num_evals; each one a fresh goal batch of meta-batch-size "
+        "envs); 0 skips the protocol (default: 10)",
+    )
+    group.add_argument(
+        "--protocol-adaptation-steps", type=_positive_int(100), metavar="K",
+        help="adaptation steps before evaluating (MAML: inner steps; default: 1)",
+    )
+    group.add_argument(
+        "--protocol-adaptation-episodes", type=_positive_int(1000), metavar="E",
+        help="episodes per env per adaptation step (default: 10)",
+    )
+    group.add_argument(
+        "--protocol-evaluation-episodes", type=_positive_int(1000), metavar="E",
+        help="evaluation episodes per env after adapting, each ending at success (default: 3)",
+    )
+    group.add_argument(
+        "--protocol-meta-batch-size", type=_positive_int(10_000), metavar="B",
+        help="envs of the official vector env, a multiple of the split's env classes "
+        "(default: 20; ML25 train 25, ML45 train 45)",
+    )
+    group.add_argument(
+        "--protocol-max-episode-steps", type=_positive_int(100_000), metavar="T",
+        help="episode length (default: Meta-World's 500)",
+    )
+    group.add_argument(
+        "--protocol-actions", choices=("mode", "sample"),
+        help="how the adapted policy acts while evaluated: its most probable action (mode, "
+        "as Meta-World's docs advise) or sampled (default: mode)",
+    )
+
+
+_PROTOCOL_OPTIONS = {
+    "protocol_evals": "num_evals",
+    "protocol_adaptation_steps": "adaptation_steps",
+    "protocol_adaptation_episodes": "adaptation_episodes",
+    "protocol_evaluation_episodes": "evaluation_episodes",
+    "protocol_meta_batch_size": "meta_batch_size",
+    "protocol_max_episode_steps": "max_episode_steps",
+    "protocol_actions": "eval_actions",
+}
+
+
+def _protocol_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, option) for option, key in _PROTOCOL_OPTIONS.items()
+            if getattr(args, option) is not None}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlmeta.run.evaluation import evaluate, format_table
 
@@ -339,6 +400,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         address=args.address,
         actions=args.actions,
         video=args.video,
+        protocol=_protocol_settings(args),
     )
     tasks = max(s.tasks for s in report.summaries)
     print(f"checkpoint {report.checkpoint}, {tasks} {report.split} tasks (mean ± 95% CI):")
@@ -351,6 +413,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"wrote {report.out_dir / 'adaptation.csv'} and {report.out_dir / 'adaptation.png'}")
     if report.videos:
         print(f"wrote {len(report.videos)} videos to {report.videos[0].parent}")
+    if report.protocol is not None:
+        from rlmeta.run.protocol import format_protocol_table
+
+        settings = report.protocol.raw["settings"]
+        shown = ", ".join(f"{key} {value}" for key, value in settings.items())
+        print(f"\n{report.protocol.protocol} ({shown}):")
+        print(format_protocol_table(report.protocol))
+        print(f"wrote {' and '.join(str(path) for path in report.protocol.files)}")
     return 0
 
 

@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,7 @@ class EvaluationReport:
     failed_tasks: dict[str, int]  # per policy, tasks lost to env errors
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. why a row is absent
     videos: list[Path] = dataclasses.field(default_factory=list)
+    protocol: Any = None  # rlmeta.run.protocol.ProtocolReport: the benchmark's own figures
 
 
 def evaluate(
@@ -202,12 +204,16 @@ def evaluate(
     address: str | None = None,
     actions: str | None = None,
     video: int = 0,
+    protocol: bool | Mapping[str, Any] = True,
 ) -> EvaluationReport:
     """Evaluate a run's newest checkpoint (or a checkpoint file); write CSV and plot to `out_dir`.
 
     Default `out_dir`: `<run_dir>/eval-<split>` next to the checkpoints folder. `actions`
     (RL² only) overrides the run's `rl2.eval_actions`: sample, or mode. `video` K > 0 also
     writes `<out_dir>/videos/`: the meta-learned policy adapting on the first K tasks.
+    `protocol`: for an env that declares its benchmark's own evaluation protocol (Meta-World),
+    also run it and write `protocol.json` / `protocol.csv` (`rlmeta.run.protocol`); a mapping
+    holds its settings (e.g. `{"num_evals": 3}`; `num_evals` 0 or False skips it).
     """
     if video < 0:
         raise ValueError(f"video must be a number of tasks >= 0, got {video}")
@@ -245,7 +251,30 @@ def evaluate(
     plot_adaptation(out / PLOT_FILE, summaries, title, build.algorithm_of(config).evaluation_axis)
     failed = {policy: outcome[1] for policy, outcome in rows.items()}
     videos = _videos(config, state, specs[:video], adapt_steps, spaces, out) if video else []
-    return EvaluationReport(path, out, split, adapt_steps, summaries, failed, notes, videos)
+    report = EvaluationReport(path, out, split, adapt_steps, summaries, failed, notes, videos)
+    report.protocol = _protocol(config, state, spaces, out, protocol, notes)
+    return report
+
+
+def _protocol(
+    config: ExperimentConfig,
+    state: dict[str, Any],
+    spaces: tuple[Any, Any],
+    out: Path,
+    protocol: bool | Mapping[str, Any],
+    notes: list[str],
+) -> Any:
+    """The env's own protocol's report, or None (skipped, or an env that declares none)."""
+    from rlmeta.run.protocol import has_protocol, run_protocol
+
+    settings = {} if isinstance(protocol, bool) else dict(protocol)
+    if protocol is False or settings.get("num_evals") == 0:
+        return None
+    if not has_protocol(config):
+        if settings:
+            notes.append(f"no benchmark protocol run: env {config.env!r} declares none")
+        return None
+    return run_protocol(config, state["runtime"]["algorithm"], spaces, out, settings)
 
 
 def _videos(
