@@ -244,6 +244,8 @@ def test_a_separate_value_gru_keeps_value_and_policy_gradients_apart():
         }
 
     distribution, values, _ = policy(*inputs)
+    # The value network alone gives forward's values (a learner group's value side runs it).
+    assert torch.equal(policy.values(*inputs), values)
     from_value = grads_of(values.sum())
     distribution, values, _ = policy(*inputs)
     from_policy = grads_of(distribution.log_prob(batch.actions).sum())
@@ -270,3 +272,6 @@ def test_unsupported_spaces_are_rejected_with_the_space_named():
         RecurrentPolicy(box, box, [], 4, activation="gelu")
     with pytest.raises(ValueError, match="recurrent cell must be one of gru, layer_norm_gru"):
         RecurrentPolicy(box, box, [], 4, cell="lstm")
+    shared = RecurrentPolicy(box, box, [], 4)
+    with pytest.raises(ValueError, match="needs a separate value network"):
+        shared.values(*[torch.zeros(1, 1)] * 4, shared.initial_state(1))

@@ -159,6 +159,47 @@ class RecurrentPolicy(nn.Module):
             columns.append((episodes_done / self.trial_episodes).unsqueeze(-1))
         return torch.cat(columns, dim=-1)
 
+    def _inputs(
+        self,
+        observations: torch.Tensor,
+        prev_actions: torch.Tensor,
+        prev_rewards: torch.Tensor,
+        prev_dones: torch.Tensor,
+        state: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The recurrent cores' input features per step, and the trial's episode count (None
+        when the policy does not read its progress)."""
+        if prev_rewards.dim() != 2:
+            raise ValueError(
+                f"RL² policy inputs must be time-major [T, B], got rewards of shape "
+                f"{tuple(prev_rewards.shape)}"
+            )
+        episodes_done = None
+        if self.trial_episodes is not None:
+            # A done flag read at step t closed an episode before t: the count at t includes it.
+            episodes_done = state[:, -1] + torch.cumsum(prev_dones.float(), dim=0)
+        features = self._features(
+            observations, prev_actions, prev_rewards, prev_dones, episodes_done
+        )
+        return features, episodes_done
+
+    def values(
+        self,
+        observations: torch.Tensor,
+        prev_actions: torch.Tensor,
+        prev_rewards: torch.Tensor,
+        prev_dones: torch.Tensor,
+        state: torch.Tensor,
+    ) -> torch.Tensor:
+        """The values [T, B] of `forward`, from the separate value network alone: it shares no
+        parameter with the action side, so a learner can train it while another trains that."""
+        if not self.separate_value:
+            raise ValueError("RL² policy.values needs a separate value network; use forward")
+        features, _ = self._inputs(observations, prev_actions, prev_rewards, prev_dones, state)
+        value_state = state[:, self.gru_size : 2 * self.gru_size]
+        value_outputs, _ = self.value_gru(self.value_encoder(features), value_state.unsqueeze(0))
+        return self.value_head(value_outputs).squeeze(-1)
+
     def forward(
         self,
         observations: torch.Tensor,
@@ -174,18 +215,8 @@ class RecurrentPolicy(nn.Module):
         `compute_values=False` (sampling) returns None for the values and, with a separate value
         GRU, skips it: the value half of the returned state is `state`'s, not advanced.
         """
-        if prev_rewards.dim() != 2:
-            raise ValueError(
-                f"RL² policy inputs must be time-major [T, B], got rewards of shape "
-                f"{tuple(prev_rewards.shape)}"
-            )
-        episodes_done = None
-        if self.trial_episodes is not None:
-            # A done flag read at step t closed an episode before t: the count at t includes it.
-            episodes_done = state[:, -1] + torch.cumsum(prev_dones.float(), dim=0)
-        features = self._features(
-            observations, prev_actions, prev_rewards, prev_dones, episodes_done
-        )
+        features, episodes_done = self._inputs(
+            observations, prev_actions, prev_rewards, prev_dones, state)
         policy_state = state[:, : self.gru_size]
         outputs, final = self.gru(self.encoder(features), policy_state.unsqueeze(0))
         final = final.squeeze(0)

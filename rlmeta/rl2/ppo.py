@@ -45,24 +45,58 @@ def ppo_loss(
     """PPO-clip loss (Schulman et al. 2017, eqs. 7 and 9) on time-major `[T, N]` steps. With
     `count` (the minibatch's real steps over a learner group) every mean is this learner's
     share, and the parts sum over the group to the minibatch's loss."""
+    policy = ppo_policy_terms(distribution, actions, old_log_probs, advantages, mask, clip, count)
+    value_loss = ppo_value_loss(values, returns, mask, count)
+    total = policy.policy + value_coef * value_loss - entropy_coef * policy.entropy
+    return PPOLoss(
+        total=total,
+        policy=policy.policy.detach(),
+        value=value_loss.detach(),
+        entropy=policy.entropy.detach(),
+        approx_kl=policy.approx_kl,
+        clip_fraction=policy.clip_fraction,
+    )
+
+
+@dataclass
+class PolicyTerms:
+    """The policy's side of the loss: `policy` (-L^CLIP) and `entropy` differentiable, the
+    diagnostics detached."""
+
+    policy: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def ppo_policy_terms(
+    distribution: Distribution,
+    actions: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    count: torch.Tensor | None = None,
+) -> PolicyTerms:
+    """-L^CLIP (eq. 7) and the entropy of eq. 9, with the KL and clip-fraction diagnostics:
+    everything of the loss that depends on the action distribution only."""
     log_probs = distribution.log_prob(actions)
     log_ratio = masked_log_ratio(log_probs, old_log_probs, mask)
     ratio = log_ratio.exp()
     policy_loss = -clipped_surrogate(ratio, advantages, mask, clip, zero_if_empty=True,
                                      count=count)
-    value_loss = 0.5 * masked_mean((values - returns) ** 2, mask, zero_if_empty=True, count=count)
     entropy = masked_mean(distribution.entropy(), mask, zero_if_empty=True, count=count)
-    total = policy_loss + value_coef * value_loss - entropy_coef * entropy
     with torch.no_grad():
         # The low-variance estimator of KL(old || new) (Schulman, "Approximating KL divergence").
         approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask, zero_if_empty=True, count=count)
         clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask,
                                     zero_if_empty=True, count=count)
-    return PPOLoss(
-        total=total,
-        policy=policy_loss.detach(),
-        value=value_loss.detach(),
-        entropy=entropy.detach(),
-        approx_kl=approx_kl,
-        clip_fraction=clip_fraction,
-    )
+    return PolicyTerms(policy_loss, entropy, approx_kl, clip_fraction)
+
+
+def ppo_value_loss(
+    values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+    count: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """½(V(s_t) - R_t)² of eq. 9 over the real steps: the value function's side of the loss."""
+    return 0.5 * masked_mean((values - returns) ** 2, mask, zero_if_empty=True, count=count)
