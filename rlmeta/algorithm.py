@@ -5,8 +5,8 @@ section, meta-batch size, best metric, ...), so the driving code never tests alg
 An algorithm object is built the same way in every process from the experiment config. Rollout
 workers call `run_task` (sample a task, for MAML adapt and sample again), or the optional
 `run_tasks` for several tasks at once (see `BatchedAlgorithm`); the learner calls `update` on
-the results of one meta-batch (or, in a learner group, on its shard of them; see
-`ShardedAlgorithm`). Weights cross processes as a flat dict of CPU
+the results of one meta-batch (in a learner group, every learner on all of them, doing its
+share; see `ShardedAlgorithm`). Weights cross processes as a flat dict of CPU
 tensors, versioned by the caller. Nothing here knows about Ray.
 """
 
@@ -145,13 +145,14 @@ class ShardedAlgorithm(Algorithm, Protocol):
     """An `Algorithm` whose update can be shared by a group of learners (`learners` > 1).
 
     `set_collective` is optional: the runtime calls it on every learner of a group once the
-    group's process group is up, and refuses a group for an algorithm without it. Each learner
-    is then given one consecutive shard of the meta-batch's results (ordered by task index,
-    `rlmeta.collectives.shard_bounds`) and must take the same step as one learner holding all of
-    them: every batch-wide quantity is its shard's share summed with `collective.sum_`, so the
-    replicas stay equal. A single learner is never given a collective.
+    group's process group is up, and refuses a group for an algorithm without it. Every learner
+    is then given all of the meta-batch's results (ordered by task index), takes its share of
+    the work by `collective.rank` (e.g. a consecutive shard of the tasks,
+    `rlmeta.collectives.shard_bounds`) and must take the same step as one learner doing all of
+    it: every batch-wide quantity is the shares summed with `collective.sum_`, so the replicas
+    stay equal. A single learner is never given a collective.
     """
 
     def set_collective(self, collective: Collective) -> None:
-        """Sum the shard's shares of losses, gradients and statistics with `collective` from
+        """Sum the shares of losses, gradients and statistics with `collective` from
         the next update on."""

@@ -1,8 +1,9 @@
 """The data-parallel learner group (`learners: 2`) on a local Ray instance, gloo on 2 cores.
 
-A seeded sync run gives the same weights with two learners, each holding half of the meta-batch
-and summing with torch.distributed, as with one learner holding all of it: for MAML-TRPO (both
-Fisher metrics, with a learned step size too), MAML-PPO, Reptile and RL²-PPO. Only the order of
+A seeded sync run gives the same weights with two learners, each doing half of the update's work
+and summing with torch.distributed, as with one learner doing all of it: for MAML-TRPO (both
+Fisher metrics, with a learned step size too), MAML-PPO, Reptile and RL²-PPO (a shared value
+network: half of each minibatch's trials each; a separate one: one side of the policy each). Only the order of
 float32 sums differs, so the weights agree to `RTOL`/`ATOL`, not bit for bit. A killed learner
 stops the run with a one-line error naming it, and `resume` continues from the last checkpoint.
 """
@@ -48,14 +49,15 @@ def maml(**settings) -> ExperimentConfig:
     )
 
 
-def rl2() -> ExperimentConfig:
-    # 5 tasks × 2 trials on one learner are 10 trials; shards of 3 and 2 tasks hold trials 0-5
-    # and 6-9, and each of the 3 minibatches mixes both shards' trials.
+def rl2(**settings) -> ExperimentConfig:
+    # 5 tasks × 2 trials are 10 trials in 3 minibatches of 4, 3 and 3: two learners take 2+2,
+    # 2+1 and 2+1 of them (a shared value network), or one trains the action side and the other
+    # the value side on whole minibatches (a separate one).
     return ExperimentConfig(
         algorithm="rl2", env="rlmeta/Bandit-v0", env_kwargs={"arms": 3}, envs_per_worker=4,
         device="cpu", seed=3, policy=PolicyConfig(hidden_sizes=[]),
-        rl2=RL2Config(meta_batch_size=5, trials_per_task=2, episodes_per_trial=4, hidden_size=8,
-                      minibatches=3, epochs=2),
+        rl2=RL2Config(**{"meta_batch_size": 5, "trials_per_task": 2, "episodes_per_trial": 4,
+                         "hidden_size": 8, "minibatches": 3, "epochs": 2, **settings}),
     )
 
 
@@ -66,6 +68,8 @@ CONFIGS = {
     "maml-ppo": lambda: maml(outer="ppo", ppo_epochs=3),
     "maml-reptile": lambda: maml(outer="reptile", first_order=True, outer_lr=1.0),
     "rl2-ppo": rl2,
+    "rl2-ppo-separate-value": lambda: rl2(value_network="separate",
+                                          recurrent_cell="layer_norm_gru"),
 }
 
 

@@ -1,9 +1,11 @@
 """A data-parallel group of learner actors sharing each update (`learners: L`).
 
-Each learner holds a replica of the algorithm and one consecutive shard of the meta-batch's
-results (tasks, or whole trials for RL²); the algorithm sums its shard's shares of losses,
-gradients, Fisher-vector products and statistics with `torch.distributed` collectives
-(`rlmeta.collectives.TorchDistributed`), so every replica takes the same step. The process group
+Each learner holds a replica of the algorithm and is given the whole meta-batch's results (one
+object in Ray's object store, read by reference); the algorithm takes its share of the work by
+rank (a consecutive shard of the tasks for MAML; for RL², each minibatch's trials, or one side
+of the policy) and sums the shares of losses, gradients, Fisher-vector products and statistics
+with `torch.distributed` collectives (`rlmeta.collectives.TorchDistributed`), so every replica
+takes the same step. The process group
 is set up on the actors as Ray Train's `TorchConfig` backend does it: rank 0 picks a free port on
 its node and every actor calls `init_process_group` with `tcp://ADDR:PORT` and its rank (gloo on
 CPU, NCCL on GPUs). Rank 0 alone publishes each weights version to the parameter server; the
@@ -28,7 +30,7 @@ import torch.distributed as dist
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from rlmeta.algorithm import Algorithm, TaskResult, Weights
-from rlmeta.collectives import TorchDistributed, shard_bounds
+from rlmeta.collectives import TorchDistributed
 from rlmeta.distributed.errors import LearnerError
 from rlmeta.distributed.learner import Learner
 from rlmeta.distributed.parameter_server import ParameterServer
@@ -132,18 +134,18 @@ class LearnerGroup:
     def update(
         self, results: list[TaskResult], version: int
     ) -> tuple[dict[str, float], float, float]:
-        """One update on the results, each learner on its shard; rank 0 publishes `version`.
+        """One update on the results, shared by the learners; rank 0 publishes `version`.
         Returns rank 0's (metrics, update seconds, put seconds)."""
         if len(results) < self.size:
             raise LearnerError(
                 f"{len(results)} task results cannot be shared by {self.size} learners (one "
                 "task each at least); raise the meta-batch size or lower learners"
             )
-        ordered = sorted(results, key=lambda result: result.index)
-        shards = [ordered[slice(*shard_bounds(len(ordered), rank, self.size))]
-                  for rank in range(self.size)]
-        refs = [learner.update.remote(shard, version)
-                for learner, shard in zip(self.actors, shards, strict=True)]
+        # Stored once and passed by reference: every learner reads the same copy (what it
+        # takes of it is the algorithm's choice), and the driver serialises it once, not per
+        # learner.
+        ordered = ray.put(sorted(results, key=lambda result: result.index))
+        refs = [learner.update.remote(ordered, version) for learner in self.actors]
         return self._get(refs, f"updating to weights version {version}")[0]
 
     def publish(self, version: int, reset: bool = False) -> float:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
-from rlmeta.collectives import Collective, is_group, sum_floats, sum_tensor
+from rlmeta.collectives import Collective, is_group, shard_bounds, sum_floats, sum_tensor
 from rlmeta.config import ExperimentConfig
 from rlmeta.device import resolve_device
 from rlmeta.losses import masked_mean
@@ -326,18 +326,23 @@ class MAMLAlgorithm:
         if not results:
             raise ValueError("update got no task results; expected a meta-batch of at least one")
         results = sorted(results, key=lambda r: r.index)
-        tasks = self._task_batches(results)
-        self._task_count = (
-            round(self._floats(len(results))[0]) if is_group(self.collective) else None)
         metrics: dict[str, float] = {}
+        # Every learner of a group is given the whole meta-batch: the returns (and meta-train
+        # success, Meta-World's measure, where the env reports it) are read off it alone, and
+        # the meta-objective is shared out by tasks, a consecutive shard each.
         for k in range(self.maml.inner_steps + 1):
-            returns = [r.rollouts[k].mean_return() for r in results]
-            metrics[f"return/step_{k}"] = self._task_average(returns)
-            # Meta-train success (Meta-World's measure) where the env reports it; every shard
-            # holds the same env, so every learner takes this collective or none does.
+            metrics[f"return/step_{k}"] = float(np.mean(
+                [r.rollouts[k].mean_return() for r in results]))
             if results[0].rollouts[k].successes is not None:
-                successes = [r.rollouts[k].success_rate() for r in results]
-                metrics[f"success/step_{k}"] = self._task_average(successes)
+                metrics[f"success/step_{k}"] = float(np.mean(
+                    [r.rollouts[k].success_rate() for r in results]))
+        self._task_count = None
+        if is_group(self.collective):
+            assert self.collective is not None
+            self._task_count = len(results)
+            results = results[slice(*shard_bounds(
+                len(results), self.collective.rank, self.collective.world_size))]
+        tasks = self._task_batches(results)
         metrics["entropy"] = self._entropy(tasks)
         if self.maml.outer == "trpo":
             metrics.update(self._trpo_update(tasks))

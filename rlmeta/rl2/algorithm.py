@@ -12,7 +12,6 @@ statistics and gradients summed over the group, so every replica takes the same 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
-from rlmeta.collectives import Collective, is_group, sum_floats, sum_tensor
+from rlmeta.collectives import Collective, is_group, shard_bounds, sum_tensor
 from rlmeta.config import ExperimentConfig, with_changes
 from rlmeta.device import resolve_device
 from rlmeta.losses import normalize_advantages
@@ -28,7 +27,7 @@ from rlmeta.returns import gae
 from rlmeta.rl2.actor import RecurrentActor
 from rlmeta.rl2.config import RL2Config
 from rlmeta.rl2.policy import RecurrentPolicy
-from rlmeta.rl2.ppo import ppo_loss
+from rlmeta.rl2.ppo import ppo_loss, ppo_policy_terms, ppo_value_loss
 from rlmeta.rl2.trials import INITIAL_STATE_KEY, TrialBatch, collate_trials
 from rlmeta.rollout import Rollout, sample_rollout, set_task_on
 
@@ -254,21 +253,20 @@ class RL2Algorithm:
         self.collective = collective
 
     def _evaluate_batch(self, batch: TrialBatch) -> tuple[Any, torch.Tensor]:
-        distribution, values, _ = self.policy(
-            batch.observations,
-            batch.prev_actions,
-            batch.prev_rewards,
-            batch.prev_dones,
-            batch.initial_states,
-        )
+        distribution, values, _ = self.policy(*_policy_inputs(batch))
         return distribution, values
 
-    def update(self, results: list[TaskResult]) -> dict[str, float]:
-        """PPO epochs over minibatches of whole trials; returns losses and trial returns."""
+    def _values(self, batch: TrialBatch) -> torch.Tensor:
+        """The value head's output on every step (the value network alone when separate)."""
+        if self.policy.separate_value:
+            return self.policy.values(*_policy_inputs(batch))
+        return self._evaluate_batch(batch)[1]
+
+    def _targets(self, batch: TrialBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(values, GAE advantages, returns) of every step of `batch`, without gradients."""
         settings = self.settings
-        batch = collate_trials(results, self.device)
         with torch.no_grad():
-            _, values = self._evaluate_batch(batch)
+            values = self._values(batch)
             # The value head starts near 0 and Adam moves it by about lr per step, so trial returns
             # in the hundreds (tabular MDPs) would take it thousands of steps to reach; scaling
             # the rewards here brings the targets to its range. Advantages are normalised anyway,
@@ -282,22 +280,27 @@ class RL2Algorithm:
                 settings.gae_lambda,
             )
             returns = (advantages + values) * batch.mask
+        return values, advantages, returns
+
+    def update(self, results: list[TaskResult]) -> dict[str, float]:
+        """PPO epochs over minibatches of whole trials; returns losses and trial returns."""
+        settings = self.settings
+        batch = collate_trials(results, self.device)
+        sharded = is_group(self.collective)
+        values, advantages, returns = (
+            self._group_targets(batch) if sharded else self._targets(batch))
 
         lr = scheduled_lr(settings, self.updates, self.config.iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        sharded = is_group(self.collective)
-        num_trials, offset = (
-            self._trial_span(batch.num_trials) if sharded else (batch.num_trials, 0))
-        n_minibatches = min(settings.minibatches, num_trials)
+        n_minibatches = min(settings.minibatches, batch.num_trials)
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(settings.epochs):
-            order = torch.randperm(num_trials, generator=self.shuffle_generator)
+            order = torch.randperm(batch.num_trials, generator=self.shuffle_generator)
             for trials in order.chunk(n_minibatches):
                 if sharded:
-                    for name, value in self._shard_step(
-                            batch, advantages, returns, trials, offset).items():
+                    for name, value in self._shard_step(batch, advantages, returns, trials).items():
                         sums[name] = sums.get(name, 0.0) + value
                     steps += 1
                     continue
@@ -337,23 +340,47 @@ class RL2Algorithm:
         self.updates += 1
 
         episode_returns = np.concatenate([r.rollouts[0].episode_returns() for r in results])
-        if sharded:
-            return {**self._group_metrics(sums, steps, values, returns, batch.mask,
-                                          episode_returns), "lr": lr}
         metrics = {name: total / steps for name, total in sums.items()}
         metrics["explained_variance"] = _explained_variance(values, returns, batch.mask)
         metrics["lr"] = lr
         metrics.update(trial_metrics(episode_returns))
         return metrics
 
-    def _trial_span(self, local_trials: int) -> tuple[int, int]:
-        """(the group's trial count, this learner's first trial in it): shards are consecutive
-        in rank order, so this learner's columns are trials `[offset, offset + local_trials)`."""
+    # -- a learner group's share ---------------------------------------------------------------
+    #
+    # Every learner of a group holds the whole meta-batch: what it shares is the work, cut so
+    # that all learners finish each step together (they meet at its gradient sum). A recurrent
+    # core costs per time step a part that does not shrink with the number of trials (weight
+    # gradients, kernel launches), so halving every minibatch's trials leaves each learner
+    # about two thirds of the work; with a separate value network, the action side and the value
+    # side share no parameter and are trained by different halves of the group on whole
+    # minibatches instead.
+
+    def _role(self) -> tuple[int, int, int, int]:
+        """(sides, this learner's side, its chunk, chunks per minibatch): with a separate value
+        network and an even group, even ranks train the action side (side 0) and odd ranks the
+        value side (1), each side cutting a minibatch's trials into `chunks` consecutive
+        chunks; otherwise one side trains both on `world_size` chunks."""
         assert self.collective is not None
-        counts = torch.zeros(self.collective.world_size, dtype=torch.float64)
-        counts[self.collective.rank] = local_trials
-        counts = sum_tensor(self.collective, counts).round().long().tolist()
-        return sum(counts), sum(counts[: self.collective.rank])
+        rank, size = self.collective.rank, self.collective.world_size
+        sides = 2 if self.policy.separate_value and size % 2 == 0 else 1
+        return sides, rank % sides, rank // sides, size // sides
+
+    def _group_targets(
+        self, batch: TrialBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`_targets` of the whole batch: each learner computes those of a consecutive slice of
+        the trials (GAE never crosses trials) and the group's sum fills in the rest (the others
+        add zeros there, so the sum is exact)."""
+        assert self.collective is not None
+        start, stop = shard_bounds(
+            batch.num_trials, self.collective.rank, self.collective.world_size)
+        packed = torch.zeros(3, *batch.mask.shape, device=self.device)
+        if stop > start:
+            part = batch.select(torch.arange(start, stop, device=self.device))
+            packed[:, :, start:stop] = torch.stack(self._targets(part))
+        values, advantages, returns = sum_tensor(self.collective, packed)
+        return values, advantages, returns
 
     def _shard_step(
         self,
@@ -361,80 +388,66 @@ class RL2Algorithm:
         advantages: torch.Tensor,
         returns: torch.Tensor,
         trials: torch.Tensor,
-        offset: int,
     ) -> dict[str, float]:
-        """One PPO step on this learner's share of a minibatch of the group's trials: its loss
-        parts are shares of the minibatch's means; the gradient is summed over the group and
-        clipped as a whole, so every replica takes the same step. Returns the share of each
-        logged part (the group sums them) and the summed gradient's norm."""
-        assert self.collective is not None
+        """One PPO step of the group on the minibatch `trials`: this learner's loss terms (of its
+        side, on its chunk) are shares of the minibatch's means; the gradients and the logged
+        parts are summed over the group in one call and the gradient clipped as a whole, so
+        every replica takes the same Adam step. Returns the minibatch's logged parts and the
+        summed gradient's norm."""
         settings = self.settings
-        total = partial(sum_tensor, self.collective)
-        mine = trials[(trials >= offset) & (trials < offset + batch.num_trials)] - offset
-        mine = mine.to(self.device)
+        sides, side, chunk, chunks = self._role()
+        trials = trials.to(self.device)
+        mask = batch.mask[:, trials]
+        # The minibatch's statistics, as one learner computes them: every learner holds it all.
+        count = mask.sum().clamp_min(1.0)
+        normalized = normalize_advantages(advantages[:, trials], mask, zero_if_empty=True)
+        start, stop = shard_bounds(len(trials), chunk, chunks)
+        mine, normalized = trials[start:stop], normalized[:, start:stop]
         minibatch = batch.select(mine)
-        count = total(minibatch.mask.sum()).clamp_min(1.0)
-        normalized = normalize_advantages(
-            advantages[:, mine], minibatch.mask, zero_if_empty=True, total=total)
         parameters = list(self.policy.parameters())
         self.optimizer.zero_grad(set_to_none=True)
-        parts = dict.fromkeys(_SHARED_PARTS, 0.0)
-        if len(mine):  # a learner may hold none of a minibatch's trials
-            distribution, new_values = self._evaluate_batch(minibatch)
-            loss = ppo_loss(
-                distribution, new_values, minibatch.actions, minibatch.old_log_probs, normalized,
-                returns[:, mine], minibatch.mask, clip=settings.clip,
-                value_coef=settings.value_coef, entropy_coef=settings.entropy_coef, count=count,
-            )
-            loss.total.backward()
-            parts = {"loss/policy": float(loss.policy), "loss/value": float(loss.value),
-                     "entropy": float(loss.entropy), "approx_kl": float(loss.approx_kl),
-                     "clip_fraction": float(loss.clip_fraction)}
-        # The gradients, and whether each parameter has one (Adam skips those without), summed
-        # in one call.
+        zero = torch.zeros((), device=self.device)
+        parts = [zero] * len(_SHARED_PARTS)
+        if len(mine):  # more learners than a minibatch has trials leave some without any
+            if sides == 1:
+                distribution, new_values = self._evaluate_batch(minibatch)
+                loss = ppo_loss(
+                    distribution, new_values, minibatch.actions, minibatch.old_log_probs,
+                    normalized, returns[:, mine], minibatch.mask, clip=settings.clip,
+                    value_coef=settings.value_coef, entropy_coef=settings.entropy_coef,
+                    count=count,
+                )
+                loss.total.backward()
+                parts = [loss.policy, loss.value, loss.entropy, loss.approx_kl,
+                         loss.clip_fraction]
+            elif side == 0:
+                distribution, _, _ = self.policy(*_policy_inputs(minibatch),
+                                                 compute_values=False)
+                terms = ppo_policy_terms(distribution, minibatch.actions,
+                                         minibatch.old_log_probs, normalized, minibatch.mask,
+                                         settings.clip, count)
+                (terms.policy - settings.entropy_coef * terms.entropy).backward()
+                parts = [terms.policy.detach(), zero, terms.entropy.detach(), terms.approx_kl,
+                         terms.clip_fraction]
+            else:
+                value_loss = ppo_value_loss(self.policy.values(*_policy_inputs(minibatch)),
+                                            returns[:, mine], minibatch.mask, count)
+                (settings.value_coef * value_loss).backward()
+                parts = [zero, value_loss.detach(), zero, zero, zero]
+        # The gradients, whether each parameter has one (Adam skips those without) and the
+        # logged parts, summed in one call.
         used = torch.tensor([float(p.grad is not None) for p in parameters], device=self.device)
-        summed = total(torch.cat([
+        summed = sum_tensor(self.collective, torch.cat([
             (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-            for p in parameters] + [used]))
-        grads = summed[: -len(parameters)].split([p.numel() for p in parameters])
-        for parameter, grad, has in zip(parameters, grads, summed[-len(parameters):],
-                                        strict=True):
+            for p in parameters] + [used, torch.stack(parts).to(used.dtype)]))
+        grads = summed[: -len(parameters) - len(parts)].split([p.numel() for p in parameters])
+        has_grad = summed[-len(parameters) - len(parts): -len(parts)]
+        for parameter, grad, has in zip(parameters, grads, has_grad, strict=True):
             parameter.grad = grad.view_as(parameter) if has > 0 else None
         grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
         self.optimizer.step()
-        return {**parts, "grad_norm": float(grad_norm)}
-
-    def _group_metrics(
-        self,
-        sums: dict[str, float],
-        steps: int,
-        values: torch.Tensor,
-        returns: torch.Tensor,
-        mask: torch.Tensor,
-        episode_returns: np.ndarray,
-    ) -> dict[str, float]:
-        """This learner's logged sums, summed over the group into the whole batch's means."""
-        assert self.collective is not None
-        real = mask > 0
-        target, residual = returns[real].double(), (returns - values)[real].double()
-        episodes = episode_returns.shape[1]
-        totals = sum_floats(
-            self.collective, *(sums[name] for name in _SHARED_PARTS), real.sum(), target.sum(),
-            (target**2).sum(), residual.sum(), (residual**2).sum(), episode_returns.shape[0],
-            *episode_returns.sum(axis=0),
-        )
-        parts = totals[: len(_SHARED_PARTS)]
-        count, t1, t2, r1, r2, trials = totals[len(_SHARED_PARTS): len(_SHARED_PARTS) + 6]
-        metrics = {name: value / steps for name, value in zip(_SHARED_PARTS, parts, strict=True)}
-        metrics["grad_norm"] = sums["grad_norm"] / steps
-        target_var = t2 / count - (t1 / count) ** 2
-        metrics["explained_variance"] = (
-            1.0 - (r2 / count - (r1 / count) ** 2) / target_var if target_var > 0
-            else float("nan"))
-        means = [column / trials for column in totals[-episodes:]]
-        metrics["return/trial"] = float(sum(means))
-        metrics.update({f"return/episode_{i}": mean for i, mean in enumerate(means)})
-        return metrics
+        logged = dict(zip(_SHARED_PARTS, summed[-len(parts):].tolist(), strict=True))
+        return {**logged, "grad_norm": float(grad_norm)}
 
     # -- weights and checkpoints -------------------------------------------------------------
 
@@ -480,6 +493,12 @@ class RL2Algorithm:
 
 # The logged loss parts a learner of a group holds a share of (the group sums them).
 _SHARED_PARTS = ("loss/policy", "loss/value", "entropy", "approx_kl", "clip_fraction")
+
+
+def _policy_inputs(batch: TrialBatch) -> tuple[torch.Tensor, ...]:
+    """What the policy reads of a batch of trials, in `RecurrentPolicy.forward`'s order."""
+    return (batch.observations, batch.prev_actions, batch.prev_rewards, batch.prev_dones,
+            batch.initial_states)
 
 
 def _task_result(spec: TaskSpec, rollout: Rollout) -> TaskResult:
