@@ -3,9 +3,10 @@
 A seeded sync run gives the same weights with two learners, each doing half of the update's work
 and summing with torch.distributed, as with one learner doing all of it: for MAML-TRPO (both
 Fisher metrics, with a learned step size too), MAML-PPO, Reptile and RL²-PPO (a shared value
-network: half of each minibatch's trials each; a separate one: one side of the policy each). Only the order of
-float32 sums differs, so the weights agree to `RTOL`/`ATOL`, not bit for bit. A killed learner
-stops the run with a one-line error naming it, and `resume` continues from the last checkpoint.
+network: half of each minibatch's trials each; a separate one: one side of the policy each).
+Only the order of float32 sums differs, so the weights agree to `RTOL`/`ATOL`, not bit for bit. A
+killed learner stops the run with a one-line error naming it, and `resume` continues from the
+last checkpoint.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Worker side (`run_task`, `evaluate_task`): sample with θ, take inner steps locally, sample with
 θ'. Learner side (`update`): rebuild the inner loop differentiably from the stored episodes and
 take one outer step with TRPO, PPO (ProMP-style) or Reptile. In a learner group each learner
-holds consecutive tasks of the meta-batch and sums its shares of the meta-gradient, the Fisher
-products, the line search's loss and KL, and the logged means (`set_collective`).
+takes consecutive tasks of the meta-batch and sums its shares of the meta-gradient, the Fisher
+products, the line search's loss and KL, and the logged entropy (`set_collective`).
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ several tasks at once, `run_tasks`); the hidden state carries across the episode
 adaptation happens in the state, not in the weights. The learner recomputes every trial from its
 recorded initial state, computes GAE over the whole trial (episode ends inside a trial are not
 dones), and takes PPO steps on minibatches of whole trials, in the shape of CleanRL's
-`ppo_atari_lstm.py`. In a learner group each learner holds consecutive tasks' trials and takes
-its share of every minibatch (the same trials as one learner's minibatch), with advantage
-statistics and gradients summed over the group, so every replica takes the same Adam step.
+`ppo_atari_lstm.py`. In a learner group every learner holds the whole batch and takes its share
+of every minibatch (the same trials as one learner's minibatch): a chunk of its trials, or one
+side of a policy with a separate value network; the gradients are summed over the group, so
+every replica takes the same Adam step.
 """
 
 from __future__ import annotations
