@@ -6,7 +6,7 @@
 For each case one meta-batch is sampled once in this process (the experiment file's settings,
 seed 0), then `RayRuntime.learn` is timed on it with `learners: 1` and `learners: 2` (one CPU and
 one torch thread each, gloo), the two alternating over `--repeats` rounds: the driver's seconds,
-so shipping each shard to its learner and publishing the weights are included, and the CPU
+so shipping the meta-batch to the learners and publishing the weights are included, and the CPU
 seconds of the busiest learner (what the update costs it however loaded the host is). The MAML cases
 use the learner's default metric (`maml.fisher: adapted`, stride 10); `benchmarks.learner`
 times the metrics against the one before (`exact`). `rl2mdp` is one RL² update of
@@ -118,7 +118,7 @@ def markdown(report: dict) -> str:
         "# Learner group: seconds per update with 1 and 2 learners",
         "",
         f"Command: `{report['command']}`. One CPU and one torch thread per learner, gloo; "
-        f"median of {report['repeats']} updates on one meta-batch (driver seconds: shards "
+        f"median of {report['repeats']} updates on one meta-batch (driver seconds: the batch "
         "shipped, update, weights published).",
         "",
         "| case | learners: 1 s | learners: 2 s | speed-up | CPU s per learner, 1 | "
