@@ -304,14 +304,17 @@ class MAMLAlgorithm:
 
     # ----- learner side -----------------------------------------------------------------
 
-    def _task_batches(self, results: list[TaskResult]) -> list[TaskBatches]:
-        tasks = []
+    def _check_rollout_counts(self, results: list[TaskResult]) -> None:
         for result in results:
             if len(result.rollouts) != self.maml.inner_steps + 1:
                 raise ValueError(
                     f"task result {result.index} has {len(result.rollouts)} rollouts; expected "
                     f"inner_steps + 1 = {self.maml.inner_steps + 1}"
                 )
+
+    def _task_batches(self, results: list[TaskResult]) -> list[TaskBatches]:
+        tasks = []
+        for result in results:
             batches = [self._batch(r, self.device) for r in result.rollouts]
             tasks.append(TaskBatches(inner=batches[:-1], post=batches[-1]))
         return tasks
@@ -326,6 +329,7 @@ class MAMLAlgorithm:
         if not results:
             raise ValueError("update got no task results; expected a meta-batch of at least one")
         results = sorted(results, key=lambda r: r.index)
+        self._check_rollout_counts(results)
         metrics: dict[str, float] = {}
         # Every learner of a group is given the whole meta-batch: the returns (and meta-train
         # success, Meta-World's measure, where the env reports it) are read off it alone, and
