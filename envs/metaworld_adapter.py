@@ -146,11 +146,20 @@ class MetaWorldEnv(gym.Env):
 
     # Task protocol ---------------------------------------------------------------------------
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-        """Uniform over the split's tasks, without replacement while there are enough."""
+        """As many tasks of every env class as `n` allows, in random order: `n // classes` of
+        each, one more of `n % classes` classes drawn at random; within a class, goals without
+        replacement while there are enough. A meta-batch divisible by the classes (ML10: 20,
+        ML45: 45) then holds every class equally often, as garage's Meta-World task sampler
+        draws them, instead of a class missing from one batch and doubled in the next."""
         grouped = self._split_tasks()
-        pairs = [(name, i) for name, tasks in grouped.items() for i in range(len(tasks))]
-        picks = rng.choice(len(pairs), size=n, replace=n > len(pairs))
-        return [{"env_name": pairs[p][0], "index": pairs[p][1]} for p in picks]
+        names = list(grouped)
+        counts = np.full(len(names), n // len(names))
+        counts[rng.choice(len(names), size=n % len(names), replace=False)] += 1
+        picks = []
+        for name, count in zip(names, counts, strict=True):
+            goals = len(grouped[name])
+            picks += [(name, int(i)) for i in rng.choice(goals, size=count, replace=count > goals)]
+        return [{"env_name": picks[p][0], "index": picks[p][1]} for p in rng.permutation(n)]
 
     def set_task(self, task: Any) -> None:
         tasks = self._split_tasks()
