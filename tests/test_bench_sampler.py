@@ -85,6 +85,19 @@ def test_in_process_benchmark_times_both_loops_on_the_same_tasks() -> None:
     assert low <= result["ratio"] <= high
 
 
+def test_in_process_benchmark_passes_env_kwargs_to_the_env() -> None:
+    import pytest
+
+    from rlmeta.distributed.benchmark import in_process_benchmark
+
+    result = in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=2, blocks=1,
+                                  env_kwargs={"horizon": 5})
+    assert result["env_kwargs"] == {"horizon": 5}
+    with pytest.raises(ValueError, match="rejected its kwargs .*no_such_setting"):
+        in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=2, blocks=1,
+                             env_kwargs={"no_such_setting": 1})
+
+
 def test_in_process_benchmark_names_bad_sizes() -> None:
     import pytest
 
