@@ -159,9 +159,12 @@ def test_ml25_splits_are_metaworlds_without_building_its_tasks() -> None:
     assert metaworld_adapter._benchmark.cache_info() == calls_before
 
 
-def test_ml25_tasks_come_from_metaworlds_ml25(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ml25_tasks_come_from_metaworlds_ml25_and_are_cached_on_disk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
     import metaworld
 
+    monkeypatch.setenv(metaworld_adapter.CACHE_ENV, str(tmp_path))
     built = []
 
     def fake_ml25(seed: int) -> types.SimpleNamespace:
@@ -175,9 +178,14 @@ def test_ml25_tasks_come_from_metaworlds_ml25(monkeypatch: pytest.MonkeyPatch) -
     try:
         env = make_task_env("rlmeta/MetaWorld-v0", benchmark="ML25", benchmark_seed=7).unwrapped
         tasks = env.sample_tasks(6, np.random.default_rng(0))
+        # Another process (here: an empty in-process cache) loads them from disk, unbuilt.
+        metaworld_adapter._benchmark.cache_clear()
+        again = make_task_env("rlmeta/MetaWorld-v0", benchmark="ML25", benchmark_seed=7).unwrapped
+        assert again.sample_tasks(6, np.random.default_rng(0)) == tasks
     finally:
         metaworld_adapter._benchmark.cache_clear()
     assert built == [7]
+    assert [path.name.split("-metaworld")[0] for path in tmp_path.iterdir()] == ["ML25-all-seed7"]
     assert sorted((t["env_name"], t["index"]) for t in tasks) == [
         (name, i) for name in ("push-v3", "reach-v3") for i in range(3)]
     assert [t["env_name"] for t in tasks] != sorted(t["env_name"] for t in tasks)  # shuffled
