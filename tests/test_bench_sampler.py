@@ -105,3 +105,14 @@ def test_in_process_benchmark_names_bad_sizes() -> None:
 
     with pytest.raises(ValueError, match="tasks >= blocks"):
         in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=1, blocks=2)
+    with pytest.raises(ValueError, match="warmup_tasks >= 0, got 2, 2, 2, -1"):
+        in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=2, blocks=2,
+                             warmup_tasks=-1)
+
+
+def test_warmup_tasks_of_a_metaworld_split_meet_every_class() -> None:
+    # One warm-up task per class builds every env's MuJoCo model of each class before timing.
+    from rlmeta.distributed.benchmark import _warmup_specs
+
+    specs = _warmup_specs("rlmeta/MetaWorld-v0", 10, 0, {"benchmark": "ML10"})
+    assert len({spec.task["env_name"] for spec in specs}) == 10

@@ -134,8 +134,9 @@ def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:
         assert option in out
     calls = []
 
-    def fake_benchmark(env_id, workers, envs_per_worker, steps, seed=0, env_kwargs=None):
-        calls.append((env_id, workers, envs_per_worker, steps, seed, env_kwargs))
+    def fake_benchmark(env_id, workers, envs_per_worker, steps, seed=0, env_kwargs=None,
+                       warmup_tasks=1):
+        calls.append((env_id, workers, envs_per_worker, steps, seed, env_kwargs, warmup_tasks))
         return {"steps_per_s": 10.0, "raw_steps_per_s": 6.0, "ratio": 10.0 / 12.0}
 
     from rlmeta.distributed import benchmark
@@ -147,12 +148,13 @@ def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:
     )
     assert status == 0
     assert json.loads(out) == {"steps_per_s": 10.0, "raw_steps_per_s": 6.0, "ratio": 10.0 / 12.0}
-    assert calls == [("rlmeta/Bandit-v0", 2, 4, 100, 0, {})]
+    assert calls == [("rlmeta/Bandit-v0", 2, 4, 100, 0, {}, 1)]
     status, _, _ = run_main(capsys, "bench", "sampler", "--env", "rlmeta/MetaWorld-v0",
-                            "--env-kwargs", "{benchmark: ML10, horizon: 200}")
+                            "--env-kwargs", "{benchmark: ML10, horizon: 200}",
+                            "--warmup-tasks", "10")
     assert status == 0
     assert calls[-1][0] == "rlmeta/MetaWorld-v0"
-    assert calls[-1][-1] == {"benchmark": "ML10", "horizon": 200}
+    assert calls[-1][-2:] == ({"benchmark": "ML10", "horizon": 200}, 10)
     status, _, err = run_main(capsys, "bench", "sampler", "--env-kwargs", "ML10")
     assert status == 2 and "expected a YAML mapping such as '{benchmark: ML10}'" in err
 
@@ -160,8 +162,9 @@ def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:
 def test_bench_sampler_in_process_routes_its_options(capsys, monkeypatch) -> None:
     calls = []
 
-    def fake_benchmark(env_id, envs_per_worker, tasks, blocks, seed=0, env_kwargs=None):
-        calls.append((env_id, envs_per_worker, tasks, blocks, seed, env_kwargs))
+    def fake_benchmark(env_id, envs_per_worker, tasks, blocks, seed=0, env_kwargs=None,
+                       warmup_tasks=1):
+        calls.append((env_id, envs_per_worker, tasks, blocks, seed, env_kwargs, warmup_tasks))
         return {"ratio": 0.95}
 
     from rlmeta.distributed import benchmark
@@ -172,7 +175,7 @@ def test_bench_sampler_in_process_routes_its_options(capsys, monkeypatch) -> Non
         "--blocks", "5", "--env-kwargs", "{horizon: 100}",
     )
     assert status == 0 and json.loads(out) == {"ratio": 0.95}
-    assert calls == [("rlmeta/HalfCheetahVel-v0", 4, 20, 5, 0, {"horizon": 100})]
+    assert calls == [("rlmeta/HalfCheetahVel-v0", 4, 20, 5, 0, {"horizon": 100}, 1)]
 
 
 def test_envs_lists_every_family_with_task_parameters(capsys) -> None:

@@ -243,6 +243,9 @@ def _add_env_kwargs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-kwargs", type=_env_kwargs, default={}, metavar="YAML",
                         help="env constructor arguments as a YAML mapping, e.g. "
                         "'{benchmark: ML10}' (a config's env_kwargs)")
+    parser.add_argument("--warmup-tasks", type=_non_negative_int(MAX_TASKS), default=1,
+                        metavar="N", help="tasks run untimed first (e.g. one per Meta-World env "
+                        "class: each env builds a MuJoCo model per class on first use)")
 
 
 def _add_stop_after(parser: argparse.ArgumentParser) -> None:
@@ -407,12 +410,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "sampler":
         result = benchmark.sampler_benchmark(
             args.env, args.workers, args.envs_per_worker, args.steps, seed=args.seed,
-            env_kwargs=args.env_kwargs,
+            env_kwargs=args.env_kwargs, warmup_tasks=args.warmup_tasks,
         )
     else:
         result = benchmark.in_process_benchmark(
             args.env, args.envs_per_worker, args.tasks, args.blocks, seed=args.seed,
-            env_kwargs=args.env_kwargs,
+            env_kwargs=args.env_kwargs, warmup_tasks=args.warmup_tasks,
         )
     print(json.dumps(result))
     return 0
