@@ -94,8 +94,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"Command: `{command(report)}` (`make bench` runs it). With 2 workers on a 2-core host "
-        "the ratio is bounded by the cores the driver and other processes leave; 1 worker is "
-        "the sampler's own cost.",
+        "the ratio is bounded by the cores the driver and other processes leave. Ray runs its "
+        "workers at niceness 15 and the bare loop runs at 0, so on a host shared with other "
+        "jobs the Ray rate loses for reasons outside rlmeta; the in-process ratio (CPU time, "
+        "both loops alternating in one process) is the sampler's own cost.",
         "",
     ]
     return "\n".join(lines)
