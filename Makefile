@@ -38,6 +38,8 @@ test: $(STAMP) osmesa
 # smaller budget too (see its --help).
 bench: $(STAMP)
 	$(PY) -m benchmarks.sampler --steps 200000 --repeats 5
+	# The same on Meta-World ML10 beside a bare loop over its envs (sampler_metaworld.md).
+	$(PY) -m benchmarks.sampler_metaworld --steps 100000 --repeats 3
 	# The learner: one update per TRPO metric, per learner count (learners 1 and 2, and end to end
 	# with 2 workers), and the scaling model checked on a simulated 3-node cluster
 	# (benchmarks/results/learner.md, docs/cluster.md). About 1 h.

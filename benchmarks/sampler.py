@@ -71,12 +71,16 @@ def ratio_summary(stable_ratios: list[float]) -> dict[str, Any]:
     }
 
 
-def sampler_runs(workers: int, steps: int, repeats: int) -> tuple[list[dict], dict[str, Any]]:
+def sampler_runs(workers: int, steps: int, repeats: int, env_id: str = ENV_ID,
+                 env_kwargs: dict[str, Any] | None = None, envs_per_worker: int = ENVS_PER_WORKER,
+                 warmup_tasks: int = 1) -> tuple[list[dict], dict[str, Any]]:
     """`sampler_benchmark` until `repeats` runs are stable (at most `2 * repeats` runs): every
     run, and the summary of the stable runs' ratios."""
     rows, ratios = [], []
     while len(ratios) < repeats and len(rows) < 2 * repeats:
-        row = {**sampler_benchmark(ENV_ID, workers, ENVS_PER_WORKER, steps), "run": len(rows) + 1}
+        row = {**sampler_benchmark(env_id, workers, envs_per_worker, steps,
+                                   env_kwargs=env_kwargs, warmup_tasks=warmup_tasks),
+               "run": len(rows) + 1}
         row["stable"] = raw_drift(row) <= MAX_RAW_DRIFT
         print(json.dumps(row), flush=True)
         rows.append(row)

@@ -59,7 +59,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     },
     "rlmeta/MetaWorld-v0": {
         "entry_point": "rlmeta_envs.metaworld_adapter:MetaWorldEnv",
-        "description": "Meta-World v3 benchmark (benchmark=ML1|ML10|ML45, env_name for ML1, "
+        "description": "Meta-World v3 benchmark (benchmark=ML1|ML10|ML25|ML45, env_name for ML1, "
         "split=train|test); info['success']; horizon 500",
         "task": {
             "env_name": "a task name of the benchmark split, e.g. reach-v3",

@@ -1,17 +1,27 @@
 """Meta-World v3 benchmarks (Yu et al., CoRL 2019) behind the task protocol.
 
+ML1, ML10 and ML45 are the paper's; ML25 (25 train classes, 5 test) is Meta-World 3's addition.
+In Meta-World 3.1.1 ML25 lists basketball-v3 among both its train and its test classes, so its
+test split is not wholly unseen; it is served as Meta-World defines it.
+
 A task is plain data, {"env_name": "reach-v3", "index": i}: the i-th of that env's tasks in the
-benchmark's `train_tasks` or `test_tasks`, built once per process with a fixed seed so every
-process resolves the same index to the same goal. One Meta-World env is kept per env class and
-switched to when a task names it. Meta-World's own reset ignores its seed; here the wrapped
-env's RNG is drawn from this env's `np_random`, so a seeded reset reproduces.
+benchmark's `train_tasks` or `test_tasks`, built with a fixed seed so every process resolves the
+same index to the same goal (built once per machine: see `_benchmark`). One Meta-World env is
+kept per env class and switched to when a task names it. Meta-World's own reset ignores its
+seed; here the wrapped env's RNG is drawn from this env's `np_random`, so a seeded reset
+reproduces.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
+import os
+import pickle
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -19,20 +29,49 @@ import numpy as np
 
 from ._checks import check_render_mode, short_repr, task_error, task_fields
 
-BENCHMARKS = ("ML1", "ML10", "ML45")
+BENCHMARKS = ("ML1", "ML10", "ML25", "ML45")
 SPLITS = ("train", "test")
 
 
+CACHE_ENV = "RLMETA_METAWORLD_CACHE"
+"""Directory of the benchmark-task cache (default ~/.cache/rlmeta/metaworld); "off" disables it."""
+
+
+def _cache_path(name: str, env_name: str | None, seed: int) -> Path | None:
+    setting = os.environ.get(CACHE_ENV, "")
+    if setting == "off":
+        return None
+    root = Path(setting) if setting else Path.home() / ".cache" / "rlmeta" / "metaworld"
+    version = importlib.metadata.version("metaworld")
+    return root / f"{name}-{env_name or 'all'}-seed{seed}-metaworld{version}.pkl"
+
+
 @functools.lru_cache(maxsize=4)
-def _benchmark(name: str, env_name: str | None, seed: int) -> Any:
-    """The Meta-World benchmark object, built once per process: it costs seconds (ML1) to a
-    minute (ML45) because Meta-World resets every env 50 times to draw its goals."""
+def _benchmark(name: str, env_name: str | None, seed: int) -> dict[str, list[Any]]:
+    """The benchmark's Meta-World Task objects, {"train": [...], "test": [...]}, once per process.
+
+    Building them costs seconds (ML1) to a minute (ML45), because Meta-World resets every env 50
+    times to draw its goals, and every rollout worker needs them. They depend only on the
+    benchmark, the seed and Meta-World's version, so the first process on a machine saves them
+    (written atomically) and the others load them (a few ms)."""
+    path = _cache_path(name, env_name, seed)
+    if path is not None and path.exists():
+        with path.open("rb") as file:
+            return pickle.load(file)
     import metaworld
 
     logging.getLogger(__name__).info("building Meta-World %s (seed %d)", name, seed)
     if name == "ML1":
-        return metaworld.ML1(env_name, seed=seed)
-    return getattr(metaworld, name)(seed=seed)
+        bench = metaworld.ML1(env_name, seed=seed)
+    else:
+        bench = getattr(metaworld, name)(seed=seed)
+    tasks = {"train": list(bench.train_tasks), "test": list(bench.test_tasks)}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as file:
+            pickle.dump(tasks, file)
+        os.replace(file.name, path)
+    return tasks
 
 
 def _env_classes(benchmark: str, env_name: str | None, split: str) -> OrderedDict:
@@ -54,7 +93,7 @@ def _widen_constant_dims(space: gym.spaces.Box) -> gym.spaces.Box:
 
 
 class MetaWorldEnv(gym.Env):
-    """Adapter over a Meta-World ML1 / ML10 / ML45 split with plain-data tasks.
+    """Adapter over a Meta-World ML1 / ML10 / ML25 / ML45 split with plain-data tasks.
 
     `horizon` (default 500, the benchmark's) truncates episodes; `info["success"]` is
     Meta-World's. Call `reset()` after `set_task` before stepping. `render_mode="rgb_array"`
@@ -116,7 +155,7 @@ class MetaWorldEnv(gym.Env):
         if not hasattr(self, "_tasks_by_name"):
             bench = _benchmark(self.benchmark, self.env_name, self.benchmark_seed)
             grouped: dict[str, list[Any]] = {}
-            for task in getattr(bench, f"{self.split}_tasks"):
+            for task in bench[self.split]:
                 grouped.setdefault(task.env_name, []).append(task)
             self._tasks_by_name = grouped
         return self._tasks_by_name
@@ -143,11 +182,20 @@ class MetaWorldEnv(gym.Env):
 
     # Task protocol ---------------------------------------------------------------------------
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-        """Uniform over the split's tasks, without replacement while there are enough."""
+        """As many tasks of every env class as `n` allows, in random order: `n // classes` of
+        each, one more of `n % classes` classes drawn at random; within a class, goals without
+        replacement while there are enough. A meta-batch divisible by the classes (ML10: 20,
+        ML45: 45) then holds every class equally often, as garage's Meta-World task sampler
+        draws them, instead of a class missing from one batch and doubled in the next."""
         grouped = self._split_tasks()
-        pairs = [(name, i) for name, tasks in grouped.items() for i in range(len(tasks))]
-        picks = rng.choice(len(pairs), size=n, replace=n > len(pairs))
-        return [{"env_name": pairs[p][0], "index": pairs[p][1]} for p in picks]
+        names = list(grouped)
+        counts = np.full(len(names), n // len(names))
+        counts[rng.choice(len(names), size=n % len(names), replace=False)] += 1
+        picks = []
+        for name, count in zip(names, counts, strict=True):
+            goals = len(grouped[name])
+            picks += [(name, int(i)) for i in rng.choice(goals, size=count, replace=count > goals)]
+        return [{"env_name": picks[p][0], "index": picks[p][1]} for p in rng.permutation(n)]
 
     def set_task(self, task: Any) -> None:
         tasks = self._split_tasks()

@@ -85,6 +85,19 @@ def test_in_process_benchmark_times_both_loops_on_the_same_tasks() -> None:
     assert low <= result["ratio"] <= high
 
 
+def test_in_process_benchmark_passes_env_kwargs_to_the_env() -> None:
+    import pytest
+
+    from rlmeta.distributed.benchmark import in_process_benchmark
+
+    result = in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=2, blocks=1,
+                                  env_kwargs={"horizon": 5})
+    assert result["env_kwargs"] == {"horizon": 5}
+    with pytest.raises(ValueError, match="rejected its kwargs .*no_such_setting"):
+        in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=2, blocks=1,
+                             env_kwargs={"no_such_setting": 1})
+
+
 def test_in_process_benchmark_names_bad_sizes() -> None:
     import pytest
 
@@ -92,3 +105,33 @@ def test_in_process_benchmark_names_bad_sizes() -> None:
 
     with pytest.raises(ValueError, match="tasks >= blocks"):
         in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=1, blocks=2)
+    with pytest.raises(ValueError, match="warmup_tasks >= 0, got 2, 2, 2, -1"):
+        in_process_benchmark("rlmeta/Navigation2D-v0", envs_per_worker=2, tasks=2, blocks=2,
+                             warmup_tasks=-1)
+
+
+def test_warmup_tasks_of_a_metaworld_split_meet_every_class() -> None:
+    # One warm-up task per class builds every env's MuJoCo model of each class before timing.
+    from rlmeta.distributed.benchmark import _warmup_specs
+
+    specs = _warmup_specs("rlmeta/MetaWorld-v0", 10, 0, {"benchmark": "ML10"})
+    assert len({spec.task["env_name"] for spec in specs}) == 10
+
+
+def test_the_metaworld_page_gives_both_ratios_and_its_command() -> None:
+    from benchmarks import sampler_metaworld
+
+    rows = [{"env_id": sampler_metaworld.ENV_ID, "workers": 1, "envs_per_worker": 10, "run": 1,
+             "steps_per_s": 1800.0, "raw_steps_per_s": 1900.0,
+             "raw_before_after": [1890.0, 1910.0], "ratio": 0.947, "stable": True}]
+    report = {
+        "machine": "x86_64, 2 CPUs", "load_before": [0.1, 0.1, 0.1], "load_after": [0.2, 0.1, 0.1],
+        "steps": 20000, "repeats": 1, "in_process_tasks": 40, "blocks": 4, "sampler": rows,
+        "ratio_summary": {1: sampler.ratio_summary([0.947])},
+        "in_process": {"tasks": 40, "bare_cpu_us_per_step": 520.0,
+                       "sampler_cpu_us_per_step": 521.0, "ratio": 0.998,
+                       "ratio_per_block": [0.99, 1.0]},
+    }
+    text = sampler_metaworld.markdown(report)
+    assert "ratio **0.998**" in text and "median ratio **0.947**" in text
+    assert "`python -m benchmarks.sampler_metaworld --steps 20000 --repeats 1`" in text

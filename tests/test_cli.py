@@ -130,12 +130,13 @@ def test_help_is_complete(capsys, command: str) -> None:
 def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:
     status, out, _ = run_main(capsys, "bench", "sampler", "--help")
     assert status == 0
-    for option in ("--env", "--workers", "--envs-per-worker", "--steps"):
+    for option in ("--env", "--env-kwargs", "--workers", "--envs-per-worker", "--steps"):
         assert option in out
     calls = []
 
-    def fake_benchmark(env_id, workers, envs_per_worker, steps, seed=0):
-        calls.append((env_id, workers, envs_per_worker, steps, seed))
+    def fake_benchmark(env_id, workers, envs_per_worker, steps, seed=0, env_kwargs=None,
+                       warmup_tasks=1):
+        calls.append((env_id, workers, envs_per_worker, steps, seed, env_kwargs, warmup_tasks))
         return {"steps_per_s": 10.0, "raw_steps_per_s": 6.0, "ratio": 10.0 / 12.0}
 
     from rlmeta.distributed import benchmark
@@ -147,14 +148,23 @@ def test_bench_sampler_help_and_output(capsys, monkeypatch) -> None:
     )
     assert status == 0
     assert json.loads(out) == {"steps_per_s": 10.0, "raw_steps_per_s": 6.0, "ratio": 10.0 / 12.0}
-    assert calls == [("rlmeta/Bandit-v0", 2, 4, 100, 0)]
+    assert calls == [("rlmeta/Bandit-v0", 2, 4, 100, 0, {}, 1)]
+    status, _, _ = run_main(capsys, "bench", "sampler", "--env", "rlmeta/MetaWorld-v0",
+                            "--env-kwargs", "{benchmark: ML10, horizon: 200}",
+                            "--warmup-tasks", "10")
+    assert status == 0
+    assert calls[-1][0] == "rlmeta/MetaWorld-v0"
+    assert calls[-1][-2:] == ({"benchmark": "ML10", "horizon": 200}, 10)
+    status, _, err = run_main(capsys, "bench", "sampler", "--env-kwargs", "ML10")
+    assert status == 2 and "expected a YAML mapping such as '{benchmark: ML10}'" in err
 
 
 def test_bench_sampler_in_process_routes_its_options(capsys, monkeypatch) -> None:
     calls = []
 
-    def fake_benchmark(env_id, envs_per_worker, tasks, blocks, seed=0):
-        calls.append((env_id, envs_per_worker, tasks, blocks, seed))
+    def fake_benchmark(env_id, envs_per_worker, tasks, blocks, seed=0, env_kwargs=None,
+                       warmup_tasks=1):
+        calls.append((env_id, envs_per_worker, tasks, blocks, seed, env_kwargs, warmup_tasks))
         return {"ratio": 0.95}
 
     from rlmeta.distributed import benchmark
@@ -162,10 +172,10 @@ def test_bench_sampler_in_process_routes_its_options(capsys, monkeypatch) -> Non
     monkeypatch.setattr(benchmark, "in_process_benchmark", fake_benchmark)
     status, out, _ = run_main(
         capsys, "bench", "sampler-in-process", "--envs-per-worker", "4", "--tasks", "20",
-        "--blocks", "5",
+        "--blocks", "5", "--env-kwargs", "{horizon: 100}",
     )
     assert status == 0 and json.loads(out) == {"ratio": 0.95}
-    assert calls == [("rlmeta/HalfCheetahVel-v0", 4, 20, 5, 0)]
+    assert calls == [("rlmeta/HalfCheetahVel-v0", 4, 20, 5, 0, {"horizon": 100}, 1)]
 
 
 def test_envs_lists_every_family_with_task_parameters(capsys) -> None:

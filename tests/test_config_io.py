@@ -143,7 +143,8 @@ def test_the_required_experiments_ship() -> None:
         "maml_halfcheetah_dir",
         "maml_ant_vel",
         "maml_ant_dir",
-        "maml_metaworld_ml1_reach",
+        *(f"{algorithm}_metaworld_{benchmark}" for algorithm in ("maml", "rl2")
+          for benchmark in ("ml1_reach", "ml1_push", "ml1_pick_place", "ml10", "ml25", "ml45")),
         "rl2_bandit_k5_n10",
         "rl2_bandit_k5_n100",
         "rl2_tabular_mdp_n10",
@@ -295,3 +296,29 @@ def test_every_setting_keeps_its_docstring() -> None:
         for name, info in model.model_fields.items():
             assert info.description, f"{model.__name__}.{name} has no docstring"
     assert "Meta-SGD" in MAMLConfig.model_fields["learn_inner_lr"].description
+
+
+METAWORLD = sorted(EXPERIMENTS.glob("*_metaworld_*.yaml"))
+
+
+@pytest.mark.parametrize("path", METAWORLD, ids=[p.stem for p in METAWORLD])
+def test_metaworld_configs_have_the_papers_settings(path: Path) -> None:
+    # Yu et al. 2019's Table 1 runs; the files' headers say what is not from the paper.
+    config = load_config(path)
+    assert config.env == "rlmeta/MetaWorld-v0"
+    assert config.env_kwargs.get("horizon", 500) == 500
+    classes = {"ML1": 1, "ML10": 10, "ML25": 25, "ML45": 45}[config.env_kwargs["benchmark"]]
+    if config.algorithm == "maml":
+        settings = config.maml
+        assert (config.policy.hidden_sizes, config.policy.activation) == ([128, 128], "tanh")
+        assert (settings.episodes_per_task, settings.inner_lr, settings.max_kl) == (10, 1e-4, 0.01)
+        assert (settings.inner_steps, settings.outer) == (1, "trpo")
+        if classes <= 10:
+            assert settings.meta_batch_size == 20
+    else:
+        settings = config.rl2
+        assert (settings.hidden_size, settings.lr, settings.clip, settings.gae_lambda) == (
+            256, 5e-4, 0.2, 0.95)
+        assert settings.episodes_per_trial == 10
+    # Tasks are drawn evenly across a split's classes: a divisible meta-batch holds each equally.
+    assert settings.meta_batch_size % classes == 0

@@ -121,3 +121,56 @@ def test_the_cluster_recipe_of_an_rl2_row_trains_across_nodes_into_the_table(
     assert (trained["recurrent_cell"], trained["value_network"], trained["gae_lambda"],
             trained["epochs"], trained["weight_decay"]) == ("layer_norm_gru", "separate", 0.3, 8,
                                                             0.01)
+
+
+METAWORLD_RECIPES = ("maml_metaworld_ml10_cluster", "rl2_metaworld_ml10_cluster")
+
+
+@pytest.mark.parametrize("benchmark", ["ml10", "ml45"])
+@pytest.mark.parametrize("algorithm", ["maml", "rl2"])
+def test_the_metaworld_cluster_recipes_are_their_benchmarks_files_spread_over_workers(
+    algorithm: str, benchmark: str
+) -> None:
+    # Each recipe is the single-machine file with the paper's settings, on enough workers that
+    # one iteration's tasks (MAML) or trials (RL²) are one call on each worker.
+    recipe = load_config(ROOT / "experiments" / f"{algorithm}_metaworld_{benchmark}_cluster.yaml")
+    single = load_config(ROOT / "experiments" / f"{algorithm}_metaworld_{benchmark}.yaml")
+    placement = ("workers", "envs_per_worker", "device", "learners", "keep_checkpoints")
+    assert with_changes(recipe, **{key: getattr(single, key) for key in placement}) == single
+    settings = getattr(recipe, algorithm)
+    if algorithm == "maml":
+        assert recipe.envs_per_worker == settings.episodes_per_task
+        assert recipe.workers == settings.meta_batch_size
+    else:
+        assert recipe.workers * recipe.envs_per_worker == settings.meta_batch_size
+    assert recipe.device == "auto"
+
+
+@pytest.mark.parametrize("name", METAWORLD_RECIPES)
+def test_a_metaworld_cluster_recipe_trains_and_checkpoints_across_nodes(
+    cluster: Cluster, tmp_path: Path, name: str
+) -> None:
+    # The recipe at a tiny size (2 iterations, 2 tasks or trials of 2 episodes of 10 steps) on a
+    # cluster whose head has room for the learner only: the rollout workers run on two other
+    # nodes. The Meta-World ML10 tasks are built once (cached on disk) and loaded by the workers.
+    recipe = load_config(ROOT / "experiments" / f"{name}.yaml")
+    wait_until_lost_nodes_are_noticed(cluster)
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    algorithm = recipe.algorithm
+    sizes = ({"meta_batch_size": 2, "episodes_per_task": 2} if algorithm == "maml"
+             else {"meta_batch_size": 2, "episodes_per_trial": 2})
+    try:
+        config = with_changes(
+            recipe, iterations=2, checkpoint_every=1, workers=2,
+            envs_per_worker=2 if algorithm == "maml" else 1, address="auto", device="cpu",
+            env_kwargs={**recipe.env_kwargs, "horizon": 10},
+            **{algorithm: with_changes(getattr(recipe, algorithm), **sizes)})
+        train_run(config, tmp_path / "run")
+    finally:
+        for node in nodes:
+            cluster.remove_node(node)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [m["iteration"] for m in metrics] == [0, 1]
+    assert all(m["env_steps"] > 0 for m in metrics)
+    checkpoints = sorted(path.name for path in (tmp_path / "run" / "checkpoints").glob("*.pt"))
+    assert "ckpt_000002.pt" in checkpoints

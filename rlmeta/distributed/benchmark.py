@@ -34,8 +34,9 @@ class SamplingOnlyAlgorithm:
     broadcast measurement needs.
     """
 
-    def __init__(self, env_id: str, device: str = "cpu") -> None:
-        env = make_task_env(env_id)
+    def __init__(self, env_id: str, device: str = "cpu",
+                 env_kwargs: dict[str, Any] | None = None) -> None:
+        env = make_task_env(env_id, **(env_kwargs or {}))
         self.policy = make_policy(env.observation_space, env.action_space, PolicyConfig())
         env.close()
         self.params = {k: v.detach().clone() for k, v in self.policy.named_parameters()}
@@ -67,8 +68,8 @@ class SamplingOnlyAlgorithm:
         self.set_weights(state["params"])
 
 
-def _specs(env_id: str, n: int, seed: int) -> list[TaskSpec]:
-    env = make_task_env(env_id)
+def _specs(env_id: str, n: int, seed: int, env_kwargs: dict[str, Any]) -> list[TaskSpec]:
+    env = make_task_env(env_id, **env_kwargs)
     tasks = sample_tasks(env, n, np.random.default_rng(seed))
     env.close()
     return [TaskSpec(i, task, seed=seed * 100_003 + i) for i, task in enumerate(tasks)]
@@ -97,21 +98,30 @@ def _bare_loop(envs: list[gym.Env], policy: Any, generator: torch.Generator,
     return steps
 
 
-def _plain_process(env_id: str, envs_per_worker: int) -> tuple[SamplingOnlyAlgorithm, Any,
-                                                                list[gym.Env]]:
-    algorithm = SamplingOnlyAlgorithm(env_id)
+def _plain_process(env_id: str, envs_per_worker: int, env_kwargs: dict[str, Any]
+                   ) -> tuple[SamplingOnlyAlgorithm, Any, list[gym.Env]]:
+    algorithm = SamplingOnlyAlgorithm(env_id, env_kwargs=env_kwargs)
     policy = algorithm.policy
     policy.load_state_dict(algorithm.params)
-    envs = build_envs(functools.partial(make_task_env, env_id), envs_per_worker)
+    envs = build_envs(functools.partial(make_task_env, env_id, **env_kwargs), envs_per_worker)
     return algorithm, policy, envs
 
 
-def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec]) -> float:
+def _warmup_specs(env_id: str, n: int, seed: int, env_kwargs: dict[str, Any]) -> list[TaskSpec]:
+    """Tasks run before timing: first MuJoCo steps, torch kernels, and every env object an env
+    builds on first use of a task kind (a Meta-World env builds one MuJoCo env per env class it
+    meets, 0.1-0.5 s each: `n` = the classes, whose task sampler spreads evenly over them)."""
+    return _specs(env_id, n, seed + 1, env_kwargs)
+
+
+def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec],
+                     env_kwargs: dict[str, Any], warmup: list[TaskSpec]) -> float:
     """The machine's limit: the same envs and tasks stepped in `_bare_loop` in this process,
     with the same MLP policy."""
-    _, policy, envs = _plain_process(env_id, envs_per_worker)
+    _, policy, envs = _plain_process(env_id, envs_per_worker, env_kwargs)
     generator = torch.Generator().manual_seed(0)
-    _bare_loop(envs, policy, generator, specs[0])  # warm-up: first MuJoCo steps, torch kernels
+    for spec in warmup:
+        _bare_loop(envs, policy, generator, spec)
     start = time.perf_counter()
     steps = sum(_bare_loop(envs, policy, generator, spec) for spec in specs)
     elapsed = time.perf_counter() - start
@@ -121,7 +131,8 @@ def _raw_steps_per_s(env_id: str, envs_per_worker: int, specs: list[TaskSpec]) -
 
 
 def in_process_benchmark(
-    env_id: str, envs_per_worker: int, tasks: int, blocks: int = 10, seed: int = 0
+    env_id: str, envs_per_worker: int, tasks: int, blocks: int = 10, seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None, warmup_tasks: int = 1,
 ) -> dict[str, Any]:
     """CPU µs per env step of the bare loop and of a worker's sampling path (`sample_tasks`,
     what `RolloutWorker.run` calls) in this one process; returns one JSON-ready dict.
@@ -129,22 +140,26 @@ def in_process_benchmark(
     The two alternate task by task in a seeded shuffled order, so a host that changes speed
     slows both alike; `tasks` tasks each, split into `blocks` blocks whose medians are reported.
     `ratio` (bare / sampler, the median over blocks) is what the sampler itself costs, without Ray.
+    `env_kwargs` go to the env constructor (e.g. {"benchmark": "ML10"}); `warmup_tasks` run
+    untimed first in each loop (`_warmup_specs`).
     """
-    if envs_per_worker < 1 or blocks < 1 or tasks < blocks:
+    if envs_per_worker < 1 or blocks < 1 or tasks < blocks or warmup_tasks < 0:
         raise ValueError(
-            f"envs_per_worker and blocks must be >= 1 and tasks >= blocks, got "
-            f"{envs_per_worker}, {blocks}, {tasks}"
+            f"envs_per_worker and blocks must be >= 1, tasks >= blocks and warmup_tasks >= 0, "
+            f"got {envs_per_worker}, {blocks}, {tasks}, {warmup_tasks}"
         )
+    env_kwargs = dict(env_kwargs or {})
     torch.set_num_threads(1)
-    algorithm, policy, envs = _plain_process(env_id, envs_per_worker)
+    algorithm, policy, envs = _plain_process(env_id, envs_per_worker, env_kwargs)
     generator = torch.Generator().manual_seed(0)
-    specs = _specs(env_id, tasks, seed)
+    specs = _specs(env_id, tasks, seed, env_kwargs)
     runs = {
         "bare": lambda spec: _bare_loop(envs, policy, generator, spec),
         "sampler": lambda spec: worker.sample_tasks(algorithm, envs, [spec], 0)[0].env_steps,
     }
     for run in runs.values():
-        run(specs[0])  # warm-up
+        for spec in _warmup_specs(env_id, warmup_tasks, seed, env_kwargs):
+            run(spec)
     order = random.Random(seed)
     per_block = tasks // blocks
     cpu = {name: [0.0] * blocks for name in runs}
@@ -163,6 +178,8 @@ def in_process_benchmark(
     ratios = [b / s for b, s in zip(us["bare"], us["sampler"], strict=True)]
     return {
         "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "warmup_tasks": warmup_tasks,
         "envs_per_worker": envs_per_worker,
         "tasks": per_block * blocks,
         "bare_cpu_us_per_step": round(float(np.median(us["bare"])), 2),
@@ -173,7 +190,8 @@ def in_process_benchmark(
 
 
 def sampler_benchmark(
-    env_id: str, workers: int, envs_per_worker: int, steps: int, seed: int = 0
+    env_id: str, workers: int, envs_per_worker: int, steps: int, seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None, warmup_tasks: int = 1,
 ) -> dict[str, Any]:
     """Measure sampling throughput; returns one JSON-ready dict.
 
@@ -181,28 +199,37 @@ def sampler_benchmark(
     full-length episode per env (a multiple of `workers`; episodes that end early make the
     count smaller, reported as `env_steps`); the plain process samples one worker's share
     before and after the Ray run, and `raw_steps_per_s` is the mean of the two.
-    Also times one weights broadcast to every worker (`broadcast_s`).
+    Also times one weights broadcast to every worker (`broadcast_s`). `env_kwargs` go to the
+    env constructor in every process. Before timing, each warm-up task (`_warmup_specs`) runs
+    once in the plain process and once on every worker.
     """
-    if workers < 1 or envs_per_worker < 1 or steps < 1:
+    if workers < 1 or envs_per_worker < 1 or steps < 1 or warmup_tasks < 0:
         raise ValueError(
-            f"workers, envs_per_worker and steps must be >= 1, got {workers}, "
-            f"{envs_per_worker}, {steps}"
+            f"workers, envs_per_worker and steps must be >= 1 and warmup_tasks >= 0, got "
+            f"{workers}, {envs_per_worker}, {steps}, {warmup_tasks}"
         )
+    env_kwargs = dict(env_kwargs or {})
     torch.set_num_threads(1)
-    horizon = int(getattr(make_task_env(env_id).unwrapped, "horizon", 200))
+    horizon = int(getattr(make_task_env(env_id, **env_kwargs).unwrapped, "horizon", 200))
     per_task = envs_per_worker * horizon
     n_tasks = workers * max(1, math.ceil(steps / (per_task * workers)))
-    specs = _specs(env_id, n_tasks, seed)
+    specs = _specs(env_id, n_tasks, seed, env_kwargs)
+    warmup = _warmup_specs(env_id, warmup_tasks, seed, env_kwargs)
     # The plain-process rate drifts by a few percent over a minute on a shared host; measuring it
     # on both sides of the Ray run and averaging keeps that drift out of the ratio.
-    raw_before = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers])
+    raw_before = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers],
+                                  env_kwargs, warmup)
 
-    config = ExperimentConfig(env=env_id, workers=workers, envs_per_worker=envs_per_worker,
-                              device="cpu", seed=seed)
-    runtime = RayRuntime(config, functools.partial(SamplingOnlyAlgorithm, env_id),
-                         functools.partial(make_task_env, env_id))
+    config = ExperimentConfig(env=env_id, env_kwargs=env_kwargs, workers=workers,
+                              envs_per_worker=envs_per_worker, device="cpu", seed=seed)
+    runtime = RayRuntime(config,
+                         functools.partial(SamplingOnlyAlgorithm, env_id, env_kwargs=env_kwargs),
+                         functools.partial(make_task_env, env_id, **env_kwargs))
     try:
-        runtime.collect(runtime.submit(specs[:workers]))  # warm-up: actors up, envs built
+        # Actors up, then each warm-up task in a round of one per worker.
+        for spec in warmup:
+            runtime.collect(runtime.submit(
+                [TaskSpec(i, spec.task, spec.seed + i) for i in range(workers)]))
         runtime.timings()
         start = time.perf_counter()
         results = runtime.collect(runtime.submit(specs))
@@ -212,11 +239,14 @@ def sampler_benchmark(
         broadcast_s = runtime.broadcast()
     finally:
         runtime.shutdown()
-    raw_after = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers])
+    raw_after = _raw_steps_per_s(env_id, envs_per_worker, specs[: n_tasks // workers],
+                                 env_kwargs, warmup)
     raw = (raw_before + raw_after) / 2
     steps_per_s = measured / elapsed
     return {
         "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "warmup_tasks": warmup_tasks,
         "workers": workers,
         "envs_per_worker": envs_per_worker,
         "env_steps": measured,

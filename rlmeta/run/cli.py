@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and policy stepped in one plain process; prints one JSON object.",
     )
     sampler.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
+    _add_env_kwargs(sampler)
     sampler.add_argument("--workers", type=_positive_int(10_000), default=2,
                          help="rollout workers")
     sampler.add_argument(
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         "object.",
     )
     in_process.add_argument("--env", default="rlmeta/HalfCheetahVel-v0", help="task env id")
+    _add_env_kwargs(in_process)
     in_process.add_argument(
         "--envs-per-worker", type=_positive_int(10_000), default=10,
         help="envs stepped together"
@@ -223,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
                             help="blocks of tasks")
     in_process.add_argument("--seed", type=_non_negative_int(2**32 - 1), default=0, help="seed")
     return parser
+
+
+def _env_kwargs(text: str) -> dict[str, Any]:
+    """A YAML mapping of env constructor arguments, e.g. '{benchmark: ML10}'."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a YAML mapping such as '{{benchmark: ML10}}', got {text!r}")
+    return value
+
+
+def _add_env_kwargs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env-kwargs", type=_env_kwargs, default={}, metavar="YAML",
+                        help="env constructor arguments as a YAML mapping, e.g. "
+                        "'{benchmark: ML10}' (a config's env_kwargs)")
+    parser.add_argument("--warmup-tasks", type=_non_negative_int(MAX_TASKS), default=1,
+                        metavar="N", help="tasks run untimed first (e.g. one per Meta-World env "
+                        "class: each env builds a MuJoCo model per class on first use)")
 
 
 def _add_stop_after(parser: argparse.ArgumentParser) -> None:
@@ -454,11 +479,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.bench == "sampler":
         result = benchmark.sampler_benchmark(
-            args.env, args.workers, args.envs_per_worker, args.steps, seed=args.seed
+            args.env, args.workers, args.envs_per_worker, args.steps, seed=args.seed,
+            env_kwargs=args.env_kwargs, warmup_tasks=args.warmup_tasks,
         )
     else:
         result = benchmark.in_process_benchmark(
-            args.env, args.envs_per_worker, args.tasks, args.blocks, seed=args.seed
+            args.env, args.envs_per_worker, args.tasks, args.blocks, seed=args.seed,
+            env_kwargs=args.env_kwargs, warmup_tasks=args.warmup_tasks,
         )
     print(json.dumps(result))
     return 0
