@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import logging
 import os
 import pickle
@@ -43,7 +44,25 @@ def _cache_path(name: str, env_name: str | None, seed: int) -> Path | None:
         return None
     root = Path(setting) if setting else Path.home() / ".cache" / "rlmeta" / "metaworld"
     version = importlib.metadata.version("metaworld")
-    return root / f"{name}-{env_name or 'all'}-seed{seed}-metaworld{version}.pkl"
+    return root / f"{name}-{env_name or 'all'}-seed{seed}-metaworld{version}.json"
+
+
+def _plain_task(task: Any) -> dict[str, Any]:
+    """A Meta-World task as JSON data: its goal vector and keyword values, without the env
+    class (known from the benchmark by name), so reading the cache back runs no pickle."""
+    data = pickle.loads(task.data)  # built by Meta-World in this process, not read from disk
+    data.pop("env_cls")
+    data["rand_vec"] = [float(x) for x in data["rand_vec"]]
+    return {"env_name": task.env_name, "data": data}
+
+
+def _task_from_plain(plain: dict[str, Any], classes: dict[str, Any]) -> Any:
+    from metaworld.types import Task
+
+    data = dict(plain["data"])
+    data["rand_vec"] = np.asarray(data["rand_vec"], dtype=np.float64)
+    data["env_cls"] = classes[plain["env_name"]]
+    return Task(env_name=plain["env_name"], data=pickle.dumps(data))
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,11 +72,12 @@ def _benchmark(name: str, env_name: str | None, seed: int) -> dict[str, list[Any
     Building them costs seconds (ML1) to a minute (ML45), because Meta-World resets every env 50
     times to draw its goals, and every rollout worker needs them. They depend only on the
     benchmark, the seed and Meta-World's version, so the first process on a machine saves them
-    (written atomically) and the others load them (a few ms)."""
+    as JSON (written atomically) and the others load them (a few ms)."""
     path = _cache_path(name, env_name, seed)
     if path is not None and path.exists():
-        with path.open("rb") as file:
-            return pickle.load(file)
+        plain = json.loads(path.read_text())
+        return {split: [_task_from_plain(task, _env_classes(name, env_name, split))
+                        for task in plain[split]] for split in SPLITS}
     import metaworld
 
     logging.getLogger(__name__).info("building Meta-World %s (seed %d)", name, seed)
@@ -68,8 +88,9 @@ def _benchmark(name: str, env_name: str | None, seed: int) -> dict[str, list[Any
     tasks = {"train": list(bench.train_tasks), "test": list(bench.test_tasks)}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as file:
-            pickle.dump(tasks, file)
+        plain = {split: [_plain_task(task) for task in tasks[split]] for split in SPLITS}
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as file:
+            json.dump(plain, file)
         os.replace(file.name, path)
     return tasks
 

@@ -163,15 +163,21 @@ def test_ml25_tasks_come_from_metaworlds_ml25_and_are_cached_on_disk(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     import metaworld
+    from metaworld import env_dict
+    from metaworld.types import Task
 
     monkeypatch.setenv(metaworld_adapter.CACHE_ENV, str(tmp_path))
     built = []
 
+    def task(name: str, i: int) -> Task:
+        return Task(env_name=name, data=pickle.dumps({
+            "rand_vec": np.array([i / 3, 0.5, 1.0]), "partially_observable": True,
+            "env_cls": env_dict.ALL_V3_ENVIRONMENTS[name]}))
+
     def fake_ml25(seed: int) -> types.SimpleNamespace:
         built.append(seed)
-        tasks = [types.SimpleNamespace(env_name=name) for name in ("reach-v3", "push-v3")
-                 for _ in range(3)]
-        return types.SimpleNamespace(train_tasks=tasks, test_tasks=tasks[:1])
+        tasks = [task(name, i) for name in ("reach-v3", "push-v3") for i in range(3)]
+        return types.SimpleNamespace(train_tasks=tasks, test_tasks=[task("basketball-v3", 0)])
 
     monkeypatch.setattr(metaworld, "ML25", fake_ml25)
     metaworld_adapter._benchmark.cache_clear()
@@ -182,9 +188,18 @@ def test_ml25_tasks_come_from_metaworlds_ml25_and_are_cached_on_disk(
         metaworld_adapter._benchmark.cache_clear()
         again = make_task_env("rlmeta/MetaWorld-v0", benchmark="ML25", benchmark_seed=7).unwrapped
         assert again.sample_tasks(6, np.random.default_rng(0)) == tasks
+        # The cache is JSON (reading it runs no pickle) and gives back the same task data.
+        (cache_file,) = tmp_path.iterdir()
+        assert json.loads(cache_file.read_text())["test"][0]["env_name"] == "basketball-v3"
+        loaded = metaworld_adapter._benchmark("ML25", None, 7)["train"]
+        originals = fake_ml25(7).train_tasks
+        for mine, original in zip(loaded, originals, strict=True):
+            ours, theirs = pickle.loads(mine.data), pickle.loads(original.data)
+            np.testing.assert_array_equal(ours.pop("rand_vec"), theirs.pop("rand_vec"))
+            assert ours == theirs
     finally:
         metaworld_adapter._benchmark.cache_clear()
-    assert built == [7]
+    assert built == [7, 7]  # once by the adapter, once above for comparison
     assert [path.name.split("-metaworld")[0] for path in tmp_path.iterdir()] == ["ML25-all-seed7"]
     assert sorted((t["env_name"], t["index"]) for t in tasks) == [
         (name, i) for name in ("push-v3", "reach-v3") for i in range(3)]
