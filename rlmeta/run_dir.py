@@ -18,6 +18,7 @@ import fcntl
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 from rlmeta import checkpoint, metrics
@@ -70,7 +71,7 @@ def claim(run_dir: str | Path, resume: bool = False, overwrite: bool = False) ->
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "another process"
+        holder = _read_holder(handle)
         os.close(handle)
         raise RunDirError(
             f"run directory {str(run_dir)!r} is in use by {holder}; wait for that run to end "
@@ -134,6 +135,17 @@ def check_in_its_run(state: dict, path: str | Path) -> None:
     fields = ExperimentConfig.model_fields
     config = {key: data.get(key, fields[key].default) for key in ("algorithm", "env")}
     checkpoint.check_belongs(state, path, config, f"{str(file)!r}")
+
+
+def _read_holder(handle: int) -> str:
+    """Who holds the lock, as the holder wrote it. A run that has just taken the lock writes
+    its pid a moment later, so an empty file is read again briefly before giving up."""
+    for _ in range(20):
+        holder = os.pread(handle, 200, 0).decode(errors="replace").strip()
+        if holder:
+            return holder
+        time.sleep(0.05)
+    return "another process"
 
 
 def _contents(run_dir: Path) -> list[str]:
