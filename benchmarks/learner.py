@@ -21,7 +21,7 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,9 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_timing_args(argv, "benchmarks.learner", __doc__.splitlines()[0], CASES,
                              "nav64,nav100,cheetah", "variant")
     torch.set_num_threads(1)
-    report = {"command": args.command, "repeats": args.repeats, "cases": []}
+    report = {"command": args.command, "repeats": args.repeats, "overrides": args.overrides,
+              "cases": []}
     for name in args.cases.split(","):
-        case = CASES[name]
+        case = replace(CASES[name], overrides=(*CASES[name].overrides, *args.overrides))
         seconds = time_updates(case, args.repeats)
         entry = {"case": name, "description": case.description, "update_s": seconds,
                  "update_s_median": {k: statistics.median(v) for k, v in seconds.items()}}

@@ -8,8 +8,9 @@ seed 0), then `RayRuntime.learn` is timed on it with `learners: 1` and `learners
 one torch thread each, gloo), the two alternating over `--repeats` rounds: the driver's seconds,
 so shipping the meta-batch to the learners and publishing the weights are included, and the CPU
 seconds of the busiest learner (what the update costs it however loaded the host is). The MAML cases
-use the learner's default metric (`maml.fisher: adapted`, stride 10); `benchmarks.learner`
-times the metrics against the one before (`exact`). `rl2mdp` is one RL² update of
+use the experiment file's TRPO metric (the default, `maml.fisher: exact`); `--set
+maml.fisher=adapted` times the cheaper one (`--set` applies to every case, as in `rlmeta train`),
+and `benchmarks.learner` times the metrics against each other. `rl2mdp` is one RL² update of
 `experiments/rl2_tabular_mdp_n10_cluster.yaml` at a tenth of its batch (120 tasks × 2 trials).
 
 `--end-to-end N` also trains each case for N iterations through `rlmeta train` with 2 rollout
@@ -24,7 +25,7 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
@@ -146,9 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_timing_args(argv, "benchmarks.learner_group", __doc__.splitlines()[0], CASES,
                              "nav64,nav100,cheetah,rl2mdp", "learner count")
     torch.set_num_threads(1)
-    report = {"command": args.command, "repeats": args.repeats, "cases": []}
+    report = {"command": args.command, "repeats": args.repeats, "overrides": args.overrides,
+              "cases": []}
     for name in args.cases.split(","):
-        case = CASES[name]
+        case = replace(CASES[name], overrides=(*CASES[name].overrides, *args.overrides))
         seconds, cpu = time_updates(case, args.repeats)
         entry = {"case": name, "description": case.description,
                  "update_s": {str(k): v for k, v in seconds.items()},

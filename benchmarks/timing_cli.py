@@ -19,8 +19,9 @@ def parse_timing_args(
     default: str,
     per: str,
 ) -> argparse.Namespace:
-    """`--cases`, `--repeats` (timed updates per `per`), `--end-to-end N`, `--out`, checked; the
-    namespace also holds `command`, the line that reproduces the call."""
+    """`--cases`, `--repeats` (timed updates per `per`), `--end-to-end N`, `--set KEY=VALUE`
+    (config overrides for every case, as `rlmeta train --set`), `--out`, checked; the namespace
+    also holds `command`, the line that reproduces the call."""
     names = list(cases)
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument("--cases", default=default,
@@ -28,6 +29,9 @@ def parse_timing_args(
     parser.add_argument("--repeats", type=int, default=3, help=f"timed updates per {per}")
     parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
                         help=f"also train N iterations per {per} with 2 workers (0: skip)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="a config override for every case "
+                        "(repeatable), e.g. maml.fisher=adapted")
     parser.add_argument("--out", default="benchmarks/results", help="output directory")
     args = parser.parse_args(argv)
     unknown = [name for name in args.cases.split(",") if name not in names]
