@@ -66,8 +66,7 @@ CASES = {
 
 
 def case_config(case: Case, *extra: str) -> ExperimentConfig:
-    return load_config(case.experiment, [*case.overrides, "device=cpu", "learner_cpus=1",
-                                         "envs_per_worker=10", *extra])
+    return load_config(case.experiment, [*case.overrides, "device=cpu", "learner_cpus=1", *extra])
 
 
 def cpu_seconds(runtime: RayRuntime) -> list[float]:
@@ -132,7 +131,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {case['description']} | {one:.2f} | {two:.2f} | {one / two:.2f}× | "
                      f"{cpu_one:.2f} | {cpu_two:.2f} | {cpu_one / cpu_two:.2f}× |")
     if any("iteration_s_median" in case for case in report["cases"]):
-        lines += ["", "End to end, 2 rollout workers × 10 envs, median s per iteration over "
+        lines += ["", "End to end, 2 rollout workers (the file's envs per worker), median s per "
+                  "iteration over "
                   "iterations 2..N:", "", "| case | learners: 1 | learners: 2 |",
                   "| --- | --- | --- |"]
         for case in report["cases"]:

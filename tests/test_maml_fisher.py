@@ -133,10 +133,10 @@ def test_with_learned_step_sizes_the_step_size_block_comes_through_the_inner_ste
     assert (expected[size:, size:]).abs().max() > 1e-4  # the step sizes do get curvature
 
 
-def test_the_default_metric_is_exact_and_adapted_is_a_setting():
+def test_the_default_metric_is_adapted_on_every_tenth_step_and_exact_is_a_setting():
     config = ExperimentConfig()
-    assert (config.maml.fisher, config.maml.fisher_step_stride) == ("exact", 10)
-    config.maml.fisher = "adapted"
+    assert (config.maml.fisher, config.maml.fisher_step_stride) == ("adapted", 10)
+    config.maml.fisher = "exact"
     with pytest.raises(ConfigError, match="maml.fisher"):
         config.maml.fisher = "approximate"
     with pytest.raises(ConfigError, match="maml.fisher_step_stride"):
