@@ -84,7 +84,7 @@ bench: $(STAMP)
 	# MAML-TRPO on the same held-out tasks, measured the same way: at 25 iterations (RL²'s 8M env
 	# steps) and at 225 (72M; the config's 500 take about 3.6 h on 2 cores). About 2 h on 2 cores.
 	rm -rf runs/bench/maml_cheetah
-	$(VENV)/bin/rlmeta train experiments/maml_halfcheetah_vel.yaml --set iterations=225 --set checkpoint_every=25 --set keep_checkpoints=20 --set learner_cpus=2 --run-dir runs/bench/maml_cheetah
+	$(VENV)/bin/rlmeta train experiments/maml_halfcheetah_vel.yaml --set iterations=225 --set checkpoint_every=25 --set keep_checkpoints=20 --set learner_cpus=2 --set maml.fisher=exact --run-dir runs/bench/maml_cheetah
 	$(PY) -m benchmarks.velocity_tracking runs/bench/maml_cheetah/checkpoints/ckpt_000025.pt --tasks 100 --out benchmarks/results/maml_halfcheetah_vel_tracking_8m.json
 	$(PY) -m benchmarks.velocity_tracking runs/bench/maml_cheetah --tasks 100 --out benchmarks/results/maml_halfcheetah_vel_tracking.json
 	$(VENV)/bin/rlmeta evaluate runs/bench/maml_cheetah --tasks 40 --workers 0 --out runs/bench/maml_cheetah/eval
