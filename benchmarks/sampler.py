@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,26 @@ def sampler_runs(workers: int, steps: int, repeats: int, env_id: str = ENV_ID,
         if row["stable"]:
             ratios.append(row["ratio"])
     return rows, ratio_summary(ratios)
+
+
+def record_sampler_runs(report: dict[str, Any], worker_counts: tuple[int, ...], steps: int,
+                        repeats: int, **sampler_kwargs: Any) -> None:
+    """`sampler_runs` for each worker count (Ray already started), into `report["sampler"]`
+    (every run) and `report["ratio_summary"][workers]`."""
+    for workers in worker_counts:
+        rows, report["ratio_summary"][workers] = sampler_runs(workers, steps, repeats,
+                                                              **sampler_kwargs)
+        report["sampler"] += rows
+
+
+def write_sampler_report(report: dict[str, Any], out: Path, stem: str,
+                         page: Callable[[dict[str, Any]], str]) -> None:
+    """The load after the runs into `report`, then `<out>/<stem>.json` and `<out>/<stem>.md`
+    (`page(report)`, which reads that load)."""
+    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(page(report))
 
 
 def iteration_split(run_dir: Path) -> dict[str, Any]:
@@ -209,18 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     # 2 workers and the learner.
     start_local_ray(3)
     try:
-        for workers in (2, 1):
-            rows, report["ratio_summary"][workers] = sampler_runs(workers, args.steps,
-                                                                  args.repeats)
-            report["sampler"] += rows
+        record_sampler_runs(report, (2, 1), args.steps, args.repeats)
         report["maml_iteration"] = train_iteration()
         print(json.dumps(report["maml_iteration"]), flush=True)
     finally:
         ray.shutdown()
-    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sampler.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "sampler.md").write_text(markdown(report))
+    write_sampler_report(report, args.out, "sampler", markdown)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 
 import ray
 
-from benchmarks.sampler import MAX_RAW_DRIFT, sampler_runs
+from benchmarks.sampler import MAX_RAW_DRIFT, record_sampler_runs, write_sampler_report
 from rlmeta.distributed.benchmark import in_process_benchmark
 from rlmeta.distributed.ray_runtime import start_local_ray
 
@@ -134,17 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(report["in_process"]), flush=True)
     start_local_ray(3)  # 2 workers and the learner, as benchmarks.sampler starts it
     try:
-        for workers in (1, 2):
-            rows, report["ratio_summary"][workers] = sampler_runs(
-                workers, args.steps, args.repeats, ENV_ID, ENV_KWARGS, ENVS_PER_WORKER,
-                WARMUP_TASKS)
-            report["sampler"] += rows
+        record_sampler_runs(report, (1, 2), args.steps, args.repeats, env_id=ENV_ID,
+                            env_kwargs=ENV_KWARGS, envs_per_worker=ENVS_PER_WORKER,
+                            warmup_tasks=WARMUP_TASKS)
     finally:
         ray.shutdown()
-    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sampler_metaworld.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "sampler_metaworld.md").write_text(markdown(report))
+    write_sampler_report(report, args.out, "sampler_metaworld", markdown)
 
 
 if __name__ == "__main__":
