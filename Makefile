@@ -44,7 +44,7 @@ bench: $(STAMP)
 	# with 2 workers), and the scaling model checked on a simulated 3-node cluster
 	# (benchmarks/results/learner.md, docs/cluster.md). About 1 h.
 	$(PY) -m benchmarks.learner --repeats 3
-	$(PY) -m benchmarks.learner_group --repeats 3 --end-to-end 6
+	$(PY) -m benchmarks.learner_group --repeats 5 --end-to-end 6
 	$(PY) -m benchmarks.scaling --iterations 6
 	$(PY) -m benchmarks.maml_tables --envs navigation2d --iterations 100 --eval-tasks 40 --workers 2
 	$(PY) -m benchmarks.maml_tables --envs halfcheetah_vel --iterations 15 --eval-tasks 20 --workers 2

@@ -8,9 +8,9 @@ seed 0), then `RayRuntime.learn` is timed on it with `learners: 1` and `learners
 one torch thread each, gloo), the two alternating over `--repeats` rounds: the driver's seconds,
 so shipping the meta-batch to the learners and publishing the weights are included, and the CPU
 seconds of the busiest learner (what the update costs it however loaded the host is). The MAML cases
-use the experiment file's TRPO metric (the default, `maml.fisher: exact`); `--set
-maml.fisher=adapted` times the cheaper one (`--set` applies to every case, as in `rlmeta train`),
-and `benchmarks.learner` times the metrics against each other. `rl2mdp` is one RL² update of
+use the experiment file's TRPO metric (the default, `maml.fisher: adapted` on every 10th step);
+`--set maml.fisher=exact` times the exact one (`--set` applies to every case, as in `rlmeta
+train`), and `benchmarks.learner` times the metrics against each other. `rl2mdp` is one RL² update of
 `experiments/rl2_tabular_mdp_n10_cluster.yaml` at a tenth of its batch (120 tasks × 2 trials).
 
 `--end-to-end N` also trains each case for N iterations through `rlmeta train` with 2 rollout

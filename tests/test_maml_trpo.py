@@ -58,10 +58,23 @@ def test_conjugate_gradient_solves_spd_system():
     m = torch.randn(6, 6, generator=generator, dtype=torch.float64)
     a = m @ m.T + 0.5 * torch.eye(6, dtype=torch.float64)
     b = torch.randn(6, generator=generator, dtype=torch.float64)
-    x = conjugate_gradient(lambda v: a @ v, b, iters=6)
+    x, curvature = conjugate_gradient(lambda v: a @ v, b, iters=6)
     torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-8, atol=1e-8)
-    partial = conjugate_gradient(lambda v: a @ v, b, iters=2)
+    torch.testing.assert_close(curvature, x @ a @ x)
+    partial, partial_curvature = conjugate_gradient(lambda v: a @ v, b, iters=2)
     assert (a @ partial - b).norm() > 1e-6  # fewer iterations than dimensions: not yet exact
+    # xᵀAx from CG's residual holds for a partial solve too, the case TRPO's 10 iterations are.
+    torch.testing.assert_close(partial_curvature, partial @ a @ partial)
+    assert partial_curvature < curvature
+
+
+def test_conjugate_gradient_curvature_in_float32_matches_an_explicit_product():
+    generator = torch.Generator().manual_seed(1)
+    m = torch.randn(200, 200, generator=generator)
+    a = m @ m.T / 200 + 1e-2 * torch.eye(200)  # badly conditioned, as Fisher matrices are
+    b = torch.randn(200, generator=generator)
+    x, curvature = conjugate_gradient(lambda v: a @ v, b, iters=10)
+    torch.testing.assert_close(curvature, x @ a @ x, rtol=1e-4, atol=0)
 
 
 def test_line_search_accepts_first_fraction_inside_region_that_improves():

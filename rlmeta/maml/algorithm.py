@@ -146,11 +146,19 @@ class MAMLAlgorithm:
             return sum_floats(self.collective, *values)
         return [float(value) for value in values]
 
-    def _task_average(self, values: list[float]) -> float:
-        """The mean over the meta-batch's tasks of per-task values held by this learner."""
-        if self._task_count is None:
-            return float(np.mean(values))
-        return self._floats(sum(values))[0] / self._task_count
+    def _total_with(self, vector: Tensor, *scalars: Tensor | float) -> tuple[Tensor, list[float]]:
+        """`vector` and some scalars summed over the learner group in one collective (each one
+        is a wait for the slowest learner). Summed in float64, so the vector's float32 shares
+        add as float32 addition would."""
+        packed = torch.cat([vector.detach().double(), torch.tensor(
+            [float(value) for value in scalars], dtype=torch.float64, device=vector.device)])
+        packed = self._total(packed)
+        return (packed[: vector.numel()].to(vector.dtype),
+                [float(value) for value in packed[vector.numel():]])
+
+    def _tasks_in_batch(self, tasks: list[TaskBatches]) -> int:
+        """The meta-batch's task count (this learner holds `tasks`, a shard of it in a group)."""
+        return len(tasks) if self._task_count is None else self._task_count
 
     def _step_size(self) -> StepSize:
         return self.step_sizes if self.step_sizes else self.maml.inner_lr
@@ -347,42 +355,43 @@ class MAMLAlgorithm:
             results = results[slice(*shard_bounds(
                 len(results), self.collective.rank, self.collective.world_size))]
         tasks = self._task_batches(results)
-        metrics["entropy"] = self._entropy(tasks)
+        # The logged entropy is summed over the group along with the outer loop's first sum.
+        entropy_sum = self._entropy_sum(tasks)
         if self.maml.outer == "trpo":
-            metrics.update(self._trpo_update(tasks))
+            metrics.update(self._trpo_update(tasks, entropy_sum))
         elif self.maml.outer == "ppo":
-            metrics.update(self._ppo_update(tasks))
+            metrics.update(self._ppo_update(tasks, entropy_sum))
         else:
-            metrics.update(self._reptile_update(tasks))
+            metrics.update(self._reptile_update(tasks, entropy_sum))
         self.updates += 1
         return metrics
 
-    def _entropy(self, tasks: list[TaskBatches]) -> float:
+    def _entropy_sum(self, tasks: list[TaskBatches]) -> float:
+        """The sum over this learner's tasks of the policy's mean entropy on each."""
         with torch.no_grad():
-            values = []
+            total = 0.0
             for task in tasks:
                 # The episodes sampled with θ itself (the only ones when inner_steps is 0).
                 batch = task.inner[0] if task.inner else task.post
                 entropy = self.policy.distribution(batch.observations).entropy()
-                values.append(masked_mean(entropy, batch.mask))
-            if self._task_count is None:
-                return float(torch.stack(values).mean())
-            return self._task_average([float(value) for value in values])
+                total += float(masked_mean(entropy, batch.mask))
+            return total
 
     def _assign(self, leaves: list[Tensor], values: list[Tensor]) -> None:
         with torch.no_grad():
             for leaf, value in zip(leaves, values, strict=True):
                 leaf.copy_(value)
 
-    def _trpo_update(self, tasks: list[TaskBatches]) -> dict[str, float]:
+    def _trpo_update(self, tasks: list[TaskBatches], entropy_sum: float) -> dict[str, float]:
         """One TRPO step on the meta-objective (Schulman et al. 2015, appendix C): natural
         gradient by conjugate gradient on Fisher-vector products of the mean KL of the adapted
         policies, scaled to the trust region, then a backtracking line search."""
         cfg = self.maml
         leaves = list(self._meta_parameters().values())
         out = self._objective(tasks, cfg.first_order)
-        (old_loss,) = self._floats(out.loss.detach())
-        grads = self._total(flat(torch.autograd.grad(out.loss, leaves, retain_graph=True)))
+        grads, (old_loss, entropy_sum) = self._total_with(
+            flat(torch.autograd.grad(out.loss, leaves, retain_graph=True)), out.loss.detach(),
+            entropy_sum)
         check_finite("meta-gradient", grads)
         # A group sums its shards' products, then damps once.
         damping = cfg.cg_damping if self._task_count is None else 0.0
@@ -396,10 +405,11 @@ class MAMLAlgorithm:
         if self._task_count is not None:
             def fisher_product(vector: Tensor) -> Tensor:
                 return self._total(shard_product(vector)) + cfg.cg_damping * vector
-        direction = conjugate_gradient(fisher_product, grads, cfg.cg_iters)
-        curvature = float(direction @ fisher_product(direction))
+        direction, curvature = conjugate_gradient(fisher_product, grads, cfg.cg_iters)
+        curvature = float(curvature)
         check_finite("TRPO search direction", direction)
-        metrics = {"loss/surrogate": -old_loss, "trpo/grad_norm": float(grads.norm())}
+        metrics = {"loss/surrogate": -old_loss, "trpo/grad_norm": float(grads.norm()),
+                   "entropy": entropy_sum / self._tasks_in_batch(tasks)}
         old_values = [leaf.detach().clone() for leaf in leaves]
         result = None
         if curvature > 0 and math.isfinite(curvature):
@@ -430,7 +440,7 @@ class MAMLAlgorithm:
         metrics["trpo/rejections_total"] = float(self.trpo_rejections)
         return metrics
 
-    def _ppo_update(self, tasks: list[TaskBatches]) -> dict[str, float]:
+    def _ppo_update(self, tasks: list[TaskBatches], entropy_sum: float) -> dict[str, float]:
         """ProMP-style outer loop (Rothfuss et al. 2019, eq. 18 without the inner KL penalty):
         `ppo_epochs` Adam steps on the clipped surrogate of the adapted policies."""
         cfg = self.maml
@@ -441,7 +451,8 @@ class MAMLAlgorithm:
         for epoch in range(cfg.ppo_epochs):
             out = self._objective(tasks, cfg.first_order, old=old, clip=cfg.ppo_clip)
             if epoch == 0:
-                old, (first_loss,) = out.old, self._floats(out.loss.detach())
+                old = out.old
+                first_loss, entropy_sum = self._floats(out.loss.detach(), entropy_sum)
             self.optimizer.zero_grad()
             grads = torch.autograd.grad(out.loss, leaves)
             if self._task_count is not None:
@@ -454,11 +465,12 @@ class MAMLAlgorithm:
         final_loss, final_kl = self._floats(final.loss.detach(), final.kl.detach())
         return {
             "loss/surrogate": -first_loss, "kl": final_kl,
+            "entropy": entropy_sum / self._tasks_in_batch(tasks),
             "ppo/improvement": first_loss - final_loss,
             "ppo/epochs": float(cfg.ppo_epochs),
         }
 
-    def _reptile_update(self, tasks: list[TaskBatches]) -> dict[str, float]:
+    def _reptile_update(self, tasks: list[TaskBatches], entropy_sum: float) -> dict[str, float]:
         """Reptile (Nichol et al. 2018, Algorithm 2, batched): θ ← θ + ε · mean_tasks(θ' − θ),
         with θ' from the first-order inner loop on each task's stored episodes."""
         cfg = self.maml
@@ -476,8 +488,8 @@ class MAMLAlgorithm:
         moved = [p.detach() + cfg.outer_lr * delta[n] for n, p in params.items()]
         self._assign(list(params.values()), moved)
         final = self._objective(tasks, first_order=True, old=out.old)
-        loss, kl = self._floats(out.loss.detach(), final.kl.detach())
+        loss, kl, entropy_sum = self._floats(out.loss.detach(), final.kl.detach(), entropy_sum)
         return {
-            "loss/surrogate": -loss, "kl": kl,
+            "loss/surrogate": -loss, "kl": kl, "entropy": entropy_sum / self._tasks_in_batch(tasks),
             "reptile/step_norm": float(cfg.outer_lr * flat(list(delta.values())).norm()),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -42,11 +43,20 @@ def hessian_vector_product(
     return product
 
 
+class ConjugateGradientResult(NamedTuple):
+    solution: Tensor
+    curvature: Tensor  # solutionᵀ A solution
+
+
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int, residual_tol: float = 1e-10
-) -> Tensor:
+) -> ConjugateGradientResult:
     """Approximately solve `A x = b` for symmetric positive-definite `A` given only `x ↦ A x`
-    (Hestenes & Stiefel 1952; Nocedal & Wright, Algorithm 5.2), starting from x = 0."""
+    (Hestenes & Stiefel 1952; Nocedal & Wright, Algorithm 5.2), starting from x = 0.
+
+    Also returns xᵀAx, which TRPO needs to scale its step: as A x = b − r for CG's residual r,
+    it is xᵀ(b − r), so it costs no further product (each product is a double backward, and in
+    a learner group a collective)."""
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -61,7 +71,7 @@ def conjugate_gradient(
         rr_new = r @ r
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return ConjugateGradientResult(x, x @ (b - r))
 
 
 @dataclass
