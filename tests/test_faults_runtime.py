@@ -15,9 +15,11 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -38,6 +40,7 @@ from rlmeta.distributed import RolloutError, make_runtime, ray_runtime
 from rlmeta.distributed.errors import RayAddressError
 from rlmeta.rollout import EnvStepError, env_call_timeout, sample_rollout
 from rlmeta.run.cli import main
+from rlmeta.run.stop_signal import StopOnSigterm
 from rlmeta_envs.testing import FaultyTaskEnv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -474,3 +477,57 @@ def test_an_error_raised_inside_a_worker_is_one_line_not_a_remote_traceback(
         assert "\n" not in message and "Traceback" not in message
     finally:
         runtime.shutdown()
+
+
+def test_sigterm_ends_training_after_the_iteration_under_way_with_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """A scheduler's preemption: SIGTERM to `rlmeta train`, with Ray's workers up, ends the
+    session after the iteration under way, with that iteration's checkpoint (the periodic one is
+    not due), exit status 143 and the resume command; `rlmeta resume` continues from it."""
+    from test_faults_inputs import subprocess_cli
+
+    (tmp_path / "exp.yaml").write_text(textwrap.dedent("""\
+        algorithm: maml
+        env: rlmeta/Navigation2D-v0
+        iterations: 1000
+        checkpoint_every: 1000
+        workers: 1
+        envs_per_worker: 2
+        policy: {hidden_sizes: [8]}
+        maml: {meta_batch_size: 2, episodes_per_task: 2}
+        """))
+    process = subprocess_cli("train", "exp.yaml", "--run-dir", "run", cwd=tmp_path)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err
+    assert "SIGTERM received" in err and "Traceback" not in err, err
+    assert f"continue with: rlmeta resume {Path('run')}" in out, out
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    completed = len(rows)
+    assert [row["iteration"] for row in rows] == list(range(completed)) and completed < 1000
+    latest = checkpoint.latest_checkpoint(tmp_path / "run")
+    assert checkpoint.load_checkpoint(latest)["iteration"] == completed
+
+    resumed = subprocess_cli("resume", "run", "--stop-after", "1", cwd=tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == list(range(completed + 1))
+
+
+def test_stop_on_sigterm_asks_once_then_stops_at_once_and_restores_the_handler() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with StopOnSigterm() as stop:
+        assert stop({}) is True
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested and stop({}) is False
+        with pytest.raises(SystemExit) as exited:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert exited.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -319,8 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = f"; starting from the weights in {config.init_from}" if config.init_from else ""
     _say(f"rlmeta: training {config.algorithm} on {config.env}; run directory {run_dir}{start}")
     summary = train(config, run_dir, stop_after=args.stop_after, overwrite=args.overwrite)
-    _report_training(summary, run_dir, progress_keys(config))
-    return 0
+    return _report_training(summary, run_dir, progress_keys(config))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -342,15 +342,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
          f"{with_changes}")
     summary = train(config, run_dir, resume=True, stop_after=args.stop_after,
                     allow_config_change=args.allow_config_change)
-    _report_training(summary, run_dir, progress_keys(config))
-    return 0
+    return _report_training(summary, run_dir, progress_keys(config))
 
 
-def _report_training(summary: dict[str, Any], run_dir: Path, keys: tuple[str, ...]) -> None:
+def _report_training(summary: dict[str, Any], run_dir: Path, keys: tuple[str, ...]) -> int:
+    """Print the session's outcome; the exit status: 0, or 143 (128 + SIGTERM) for a session
+    that SIGTERM ended early, so that a command chained after it does not run on a part run."""
     shown = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if summary.get(k) is not None)
     done = summary.get("iteration", -1) + 1
     print(f"run {run_dir}: {done} iterations, {summary.get('env_steps', 0)} env steps; {shown}")
+    if summary.get("stopped_by_sigterm"):
+        print(f"stopped by SIGTERM after iteration {done - 1}, with a checkpoint; continue with: "
+              f"rlmeta resume {run_dir}")
+        return 128 + signal.SIGTERM
     print(f"evaluate with: rlmeta evaluate {run_dir}")
+    return 0
 
 
 def _add_protocol_options(parser: argparse.ArgumentParser) -> None:

@@ -31,6 +31,7 @@ from rlmeta.config_io import (
 )
 from rlmeta.metrics import MetricsLogger, Progress, check_tracking
 from rlmeta.run import build
+from rlmeta.run.stop_signal import StopOnSigterm
 
 CONFIG_FILE = run_dirs.CONFIG_FILE
 SEED_BOUND = 2**31 - 1
@@ -96,8 +97,9 @@ def train(
     time slot would; `rlmeta resume` continues it. A new run with `config.init_from` starts from
     that checkpoint's policy weights (`rlmeta.warm_start`). Each of `callbacks` is called with
     every iteration's logged row, before that iteration's checkpoint is written; one returning
-    False ends the session there, with a checkpoint, as `stop_after` would. Returns the last
-    metrics row plus the run dir.
+    False ends the session there, with a checkpoint, as `stop_after` would; so does SIGTERM
+    (`rlmeta.run.stop_signal`). Returns the last metrics row plus the run dir and
+    `stopped_by_sigterm`.
     """
     run_dir = Path(run_dir)
     if stop_after is not None and stop_after < 1:
@@ -124,7 +126,8 @@ def train(
         if not resume or not (run_dir / CONFIG_FILE).exists() or allow_config_change:
             # Written once the run can start, so a run that cannot leaves nothing behind.
             save_config(config, run_dir / CONFIG_FILE)
-        driver = _Driver(config, run_dir, runtime, env, state, tuple(callbacks))
+        sigterm = StopOnSigterm()  # a callback, listening from when the loop starts
+        driver = _Driver(config, run_dir, runtime, env, state, (*callbacks, sigterm))
     except BaseException:
         if runtime is not None:
             runtime.shutdown()
@@ -134,7 +137,10 @@ def train(
         raise
     try:
         end = config.iterations if stop_after is None else state["iteration"] + stop_after
-        return driver.run(min(end, config.iterations))
+        end = min(end, config.iterations)
+        with sigterm:
+            summary = driver.run(end)
+        return {**summary, "stopped_by_sigterm": sigterm.requested and driver.completed < end}
     finally:
         try:
             driver.close()
