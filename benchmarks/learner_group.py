@@ -10,8 +10,9 @@ so shipping the meta-batch to the learners and publishing the weights are includ
 seconds of the busiest learner (what the update costs it however loaded the host is). The MAML cases
 use the experiment file's TRPO metric (the default, `maml.fisher: adapted` on every 10th step);
 `--set maml.fisher=exact` times the exact one (`--set` applies to every case, as in `rlmeta
-train`), and `benchmarks.learner` times the metrics against each other. `rl2mdp` is one RL² update of
-`experiments/rl2_tabular_mdp_n10_cluster.yaml` at a tenth of its batch (120 tasks × 2 trials).
+train`), and `benchmarks.learner` times the metrics against each other. `rl2mdp` is one RL²
+update of `experiments/rl2_tabular_mdp_n10_cluster.yaml` at a tenth of its batch (120 tasks × 2
+trials).
 
 `--end-to-end N` also trains each case for N iterations through `rlmeta train` with 2 rollout
 workers and each learner count, and reports the median seconds per iteration over iterations

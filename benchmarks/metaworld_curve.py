@@ -1,0 +1,83 @@
+"""A Meta-World run's learning curve: meta-train and meta-test success against env steps.
+
+    python -m benchmarks.metaworld_curve RUN_DIR --stem NAME [--window 10] [--out DIR]
+
+Reads the run's `metrics.jsonl`: meta-train success is logged every iteration (MAML
+`success/step_k`, the fraction of the meta-batch's tasks with a success in any of the
+episodes sampled after k inner steps; RL² `success/episode_k`, in episode k of a trial), and
+meta-test success wherever the run evaluated its held-out split while training (`eval_every`,
+the same keys under `eval/`). Writes `<out>/<NAME>_curve.json` (those columns per iteration,
+with env steps and wall time) and prints a markdown table: meta-train success by window of
+`--window` iterations (mean over the window) beside each held-out evaluation in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from rlmeta.metrics import METRICS_FILE, read_metrics
+
+_SUCCESS = re.compile(r"(?:eval/)?success/(?:step|episode)_(\d+)")
+_KEPT = re.compile(r"(?:eval/)?(?:success|return)/.*")
+
+
+def curve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per iteration: iteration, env steps, wall time and every success and return column."""
+    return [{"iteration": row["iteration"], "env_steps": row["env_steps"],
+             "time_s": row["time_s"],
+             **{key: value for key, value in row.items() if _KEPT.fullmatch(key)}}
+            for row in rows]
+
+
+def success_summary(row: dict[str, Any], prefix: str = "") -> tuple[float, float, float] | None:
+    """(first, last, mean) success over a row's steps or episodes under `prefix`; None if the
+    row has none."""
+    values = sorted((int(match[1]), value) for key, value in row.items()
+                    if (match := _SUCCESS.fullmatch(key)) and key.startswith(prefix + "success/"))
+    if not values:
+        return None
+    return values[0][1], values[-1][1], sum(value for _, value in values) / len(values)
+
+
+def markdown(rows: list[dict[str, Any]], window: int) -> str:
+    lines = ["| iterations | env steps (end) | meta-train success, first / last / mean | "
+             "meta-test success at (iteration: first / last / mean) |",
+             "| --- | --- | --- | --- |"]
+    for start in range(0, len(rows), window):
+        block = rows[start:start + window]
+        train = [summary for row in block if (summary := success_summary(row)) is not None]
+        if not train:
+            continue
+        means = [sum(column) / len(train) for column in zip(*train, strict=True)]
+        tests = [f"{row['iteration']}: " + " / ".join(f"{value:.2f}" for value in summary)
+                 for row in block if (summary := success_summary(row, "eval/")) is not None]
+        lines.append(f"| {block[0]['iteration']}–{block[-1]['iteration']} | "
+                     f"{block[-1]['env_steps'] / 1e6:.1f}M | "
+                     + " / ".join(f"{value:.2f}" for value in means)
+                     + f" | {'; '.join(tests) or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.metaworld_curve",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--stem", required=True, help="output name, e.g. metaworld_ml10_rl2")
+    parser.add_argument("--window", type=int, default=10, help="iterations per table row")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    metrics = args.run_dir / METRICS_FILE
+    if args.window < 1 or not metrics.is_file():
+        parser.error(f"--window must be >= 1 and {metrics} must exist (got {args.window})")
+    rows = curve_rows(read_metrics(metrics))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.stem}_curve.json").write_text(json.dumps(rows, indent=0) + "\n")
+    print(markdown(rows, args.window), end="")
+
+
+if __name__ == "__main__":
+    main()
