@@ -5,6 +5,7 @@ callbacks and overrides; `eval_every`; `import rlmeta` stays light."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,22 @@ def test_eval_every_evaluates_an_env_with_its_own_splits_on_the_test_split(
     assert row["eval/failed_tasks"] == 0
     for key, value in evaluate_means(run_dir).items():
         assert row[f"eval/{key}"] == pytest.approx(value, rel=1e-9), key
+
+
+@pytest.mark.ray
+def test_eval_every_with_a_learner_group_evaluates_an_env_with_its_own_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test split's envs are built in the driver, with a runtime of its own, which holds
+    the weights in one learner while training uses two."""
+    # The Ray workers import SplitEnv from this file, as a user's module on PYTHONPATH.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    run_dir = tmp_path / "run"
+    rlmeta.train({**MAML, "env": f"{__name__}:SplitEnv"}, run_dir,
+                 overrides={"eval_every": 2, "workers": 1, "envs_per_worker": 2, "learners": 2})
+    row = read_metrics(run_dir / METRICS_FILE)[-1]
+    assert row["eval/failed_tasks"] == 0 and "eval/return/step_1" in row
 
 
 @pytest.mark.ray

@@ -93,6 +93,17 @@ def test_meta_world_split_reaches_the_env_kwargs() -> None:
         evaluation.evaluation_config(config, "val")
 
 
+def test_evaluation_holds_the_weights_in_one_learner_whatever_trained_them() -> None:
+    """A learner group needs Ray workers; an evaluation in one process (`--workers 0`, or
+    `eval_every` on an env with its own test split) starts none, and never updates."""
+    config = make_config(workers=2, learners=2)
+    for workers in (None, 0):
+        evaluating = evaluation.evaluation_config(config, "test", workers=workers)
+        assert evaluating.learners == 1
+    runtime = build.make_runtime(evaluation.evaluation_config(config, "test", workers=0))
+    runtime.shutdown()
+
+
 class SplitTargetEnv(TargetEnv):
     """An env with held-out tasks of its own: evaluation chooses them with `split`."""
 

@@ -118,6 +118,9 @@ def evaluation_config(
         changes["env_kwargs"] = {**config.env_kwargs, "split": split}
     if workers is not None:
         changes["workers"] = workers
+    # Evaluation never updates the weights: one learner holds them, however many trained them
+    # (a learner group needs Ray workers, which an evaluation in one process does not start).
+    changes["learners"] = 1
     # The address a checkpoint stores is another session's cluster: never contacted unless the
     # user passes it again (None starts a local instance).
     changes["address"] = address
