@@ -3,8 +3,9 @@
     python -m benchmarks.metaworld_curve RUN_DIR --stem NAME [--window 10] [--out DIR]
 
 Reads the run's `metrics.jsonl`: meta-train success is logged every iteration (MAML
-`success/step_k`, the fraction of the meta-batch's tasks with a success in any of the
-episodes sampled after k inner steps; RL² `success/episode_k`, in episode k of a trial), and
+`success/step_k`, the fraction of a task's episodes sampled after k inner steps that
+succeed, averaged over tasks; RL² `success/episode_k`, the fraction of trials whose episode k
+succeeds), and
 meta-test success wherever the run evaluated its held-out split while training (`eval_every`,
 the same keys under `eval/`). Writes `<out>/<NAME>_curve.json` (those columns per iteration,
 with env steps and wall time) and prints a markdown table: meta-train success by window of
