@@ -220,3 +220,12 @@ def test_baseline_is_the_runs_initial_weights(tmp_path: Path) -> None:
     assert untrained[("random init", "return/step_0")] == trained_means[
         ("random init", "return/step_0")
     ]
+
+
+def test_a_single_value_is_shown_without_an_interval() -> None:
+    from rlmeta.run.evaluation import format_mean_ci
+
+    assert format_mean_ci(*mean_ci95([0.4])) == "0.400 (one value, no interval)"
+    assert format_mean_ci(*mean_ci95([0.0, 1.0])).startswith("0.500 ± ")
+    table = format_table([Summary("meta-learned", "success/step_0", 0.25, math.nan, 1)])
+    assert "nan" not in table and "0.250 (one value, no interval)" in table

@@ -60,6 +60,13 @@ def mean_ci95(values: list[float] | np.ndarray) -> tuple[float, float]:
     return float(array.mean()), float(t_critical_95(array.size - 1) * sem)
 
 
+def format_mean_ci(mean: float, half_width: float) -> str:
+    """`mean ± half-width`, or the mean alone where one value leaves no interval."""
+    if math.isnan(half_width):
+        return f"{mean:.3f} (one value, no interval)"
+    return f"{mean:.3f} ± {half_width:.3f}"
+
+
 @dataclass
 class Summary:
     """One metric of one policy over the evaluation tasks."""
@@ -418,7 +425,7 @@ def format_table(summaries: list[Summary]) -> str:
         cells = [key]
         for policy in policies:
             s = by.get((policy, key))
-            cells.append("-" if s is None else f"{s.mean:.3f} ± {s.ci95:.3f}")
+            cells.append("-" if s is None else format_mean_ci(s.mean, s.ci95))
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]

@@ -24,7 +24,7 @@ import numpy as np
 from rlmeta import tasks
 from rlmeta.config import ExperimentConfig
 from rlmeta.run import build
-from rlmeta.run.evaluation import mean_ci95
+from rlmeta.run.evaluation import format_mean_ci, mean_ci95
 from rlmeta.vector_agent import EVAL_ACTIONS, AgentFeedback, PolicyAgent
 
 JSON_FILE = "protocol.json"
@@ -146,7 +146,7 @@ def format_protocol_table(report: ProtocolReport) -> str:
     splits = {"train": "meta-train", "test": "meta-test"}
     rows = [["split", "task", "success (mean ± 95% CI over repeats)", "repeats"]]
     for s in report.summaries:
-        rows.append([splits.get(s.split, s.split), s.task, f"{s.success:.3f} ± {s.ci95:.3f}",
+        rows.append([splits.get(s.split, s.split), s.task, format_mean_ci(s.success, s.ci95),
                      str(s.repeats)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
