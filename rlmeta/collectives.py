@@ -84,6 +84,18 @@ def sum_floats(collective: Collective, *values: float | Tensor) -> list[float]:
     return [float(value) for value in sum_tensor(collective, packed)]
 
 
+def sum_with_floats(
+    collective: Collective, vector: Tensor, *values: float | Tensor
+) -> tuple[Tensor, list[float]]:
+    """`vector` and some scalars summed over the group in one call (each call is a wait for
+    the slowest learner). Summed in float64, so float32 shares add as float32 addition would."""
+    packed = torch.cat([vector.detach().double(), torch.tensor(
+        [float(value) for value in values], dtype=torch.float64, device=vector.device)])
+    packed = sum_tensor(collective, packed)
+    return (packed[: vector.numel()].to(vector.dtype),
+            [float(value) for value in packed[vector.numel():]])
+
+
 def shard_bounds(count: int, rank: int, world_size: int) -> tuple[int, int]:
     """[start, stop) of shard `rank` when `count` items are cut into `world_size` consecutive
     shards whose sizes differ by at most one (the larger ones first)."""

@@ -17,7 +17,7 @@ import ray
 import torch
 
 from rlmeta import checkpoint
-from rlmeta.collectives import Solo, is_group, shard_bounds
+from rlmeta.collectives import Solo, is_group, shard_bounds, sum_with_floats
 from rlmeta.config import ExperimentConfig, PolicyConfig, with_changes
 from rlmeta.distributed import LearnerError, make_runtime
 from rlmeta.distributed import ray_runtime as ray_runtime_module
@@ -220,3 +220,10 @@ def test_the_scaling_model_adds_sampling_rounds_update_shards_and_broadcast() ->
     # 64 workers take one round (a task is one call); 8 learners: 3 tasks each, plus the sums.
     assert predict(model, 64, 8, gpu_speedup=2.0) == pytest.approx(
         {"sampling_s": 0.04, "update_s": 3 * 0.05 / 2 + 0.1, "iteration_s": 0.04 + 0.175 + 0.01})
+
+
+def test_sum_with_floats_returns_the_vector_in_its_dtype_and_the_scalars() -> None:
+    vector = torch.tensor([1.5, -2.25, 3.0])
+    summed, scalars = sum_with_floats(Solo(), vector, torch.tensor(0.5), 2.0)
+    assert summed.dtype == torch.float32 and torch.equal(summed, vector)
+    assert scalars == [0.5, 2.0]

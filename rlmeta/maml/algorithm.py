@@ -18,7 +18,14 @@ import torch
 from torch import Tensor
 
 from rlmeta.algorithm import TaskResult, TaskSpec, Weights
-from rlmeta.collectives import Collective, is_group, shard_bounds, sum_floats, sum_tensor
+from rlmeta.collectives import (
+    Collective,
+    is_group,
+    shard_bounds,
+    sum_floats,
+    sum_tensor,
+    sum_with_floats,
+)
 from rlmeta.config import ExperimentConfig
 from rlmeta.device import resolve_device
 from rlmeta.losses import masked_mean
@@ -147,14 +154,10 @@ class MAMLAlgorithm:
         return [float(value) for value in values]
 
     def _total_with(self, vector: Tensor, *scalars: Tensor | float) -> tuple[Tensor, list[float]]:
-        """`vector` and some scalars summed over the learner group in one collective (each one
-        is a wait for the slowest learner). Summed in float64, so the vector's float32 shares
-        add as float32 addition would."""
-        packed = torch.cat([vector.detach().double(), torch.tensor(
-            [float(value) for value in scalars], dtype=torch.float64, device=vector.device)])
-        packed = self._total(packed)
-        return (packed[: vector.numel()].to(vector.dtype),
-                [float(value) for value in packed[vector.numel():]])
+        """`vector` and scalars summed over the learner group in one collective."""
+        if is_group(self.collective):
+            return sum_with_floats(self.collective, vector, *scalars)
+        return vector, [float(value) for value in scalars]
 
     def _tasks_in_batch(self, tasks: list[TaskBatches]) -> int:
         """The meta-batch's task count (this learner holds `tasks`, a shard of it in a group)."""
