@@ -208,6 +208,21 @@ def test_eval_every_logs_rlmeta_evaluate_and_picks_best_by_it(tmp_path: Path) ->
     assert best["best_score"] == max(scores.values())
 
 
+def test_eval_steps_sets_how_many_inner_steps_the_held_out_evaluation_takes(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    rlmeta.train(MAML, run_dir, overrides={"iterations": 2, "eval_every": 2,
+                                           "maml.eval_steps": 1})
+    row = read_metrics(run_dir / METRICS_FILE)[-1]
+    assert "eval/return/step_1" in row and "eval/return/step_2" not in row
+    assert checkpoint.load_checkpoint(checkpoint.best_path(run_dir))["best_score"] == (
+        row["eval/return/step_1"])
+    # `rlmeta evaluate` takes the run's setting as its default too.
+    logged = {key.removeprefix("eval/") for key in row if key.startswith("eval/")}
+    assert set(evaluate_means(run_dir)) == logged - {"failed_tasks"}
+
+
 class SplitEnv(TargetEnv):
     """An env with its own train and test tasks (as Meta-World's): each split's env rejects the
     other split's tasks."""

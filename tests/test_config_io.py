@@ -99,6 +99,9 @@ def test_override_syntax_errors_are_clear() -> None:
         ({"policy": {"hidden_sizes": 64}}, "'policy.hidden_sizes' must be a list of integers"),
         ({"maml": 3}, "'maml' must be a section"),
         ({"maml": {"eval_inner_lrs": []}}, "'maml.eval_inner_lrs' must be a non-empty list"),
+        ({"maml": {"inner_steps": 2, "eval_steps": 1}},
+         "maml.eval_steps 1 evaluates fewer inner steps than training takes; expected at least "
+         "inner_steps (2)"),
         ({"env_kwargs": [1]}, "'env_kwargs' must be a mapping"),
         ({"address": 5}, "'address' must be a string or null, got 5"),
         ({"rl2": {"reward_scale": 0}}, "'rl2.reward_scale' must be > 0, got 0"),

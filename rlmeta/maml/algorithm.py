@@ -86,7 +86,9 @@ class MAMLAlgorithm:
 
     @classmethod
     def default_adapt_steps(cls, config: ExperimentConfig) -> int:
-        """The paper's 0..3 inner steps, or more if trained with more."""
+        """`maml.eval_steps`, else the paper's 0..3 inner steps, or more if trained with more."""
+        if config.maml.eval_steps is not None:
+            return config.maml.eval_steps
         return max(DEFAULT_ADAPT_STEPS, config.maml.inner_steps)
 
     @classmethod

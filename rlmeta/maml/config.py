@@ -80,6 +80,11 @@ class MAMLConfig(Settings):
     )
     """Step sizes at evaluation: first step, then the last value for every later step (at most
     100, one per inner step)."""
+    eval_steps: non_negative_up_to(100) | None = None
+    """Inner steps evaluations show, 0..K: `rlmeta evaluate`'s default and the held-out
+    evaluation during training (`eval_every`), whose cost grows with K + 1 sampled rounds per
+    task; None: the paper's 0..3, or `inner_steps` if more. At least `inner_steps`, whose return
+    picks `best.pt` (at most 100)."""
     normalize_advantages: StrictBool = True
     """Standardise advantages per rollout (mean 0, std 1 over real steps) in both loops."""
 
@@ -89,6 +94,12 @@ class MAMLConfig(Settings):
             raise ValueError(
                 "maml.inner_steps 0 has no inner loop to learn a step size for or to move "
                 "towards; expected learn_inner_lr false and outer trpo or ppo"
+            )
+        if self.eval_steps is not None and self.eval_steps < self.inner_steps:
+            raise ValueError(
+                f"maml.eval_steps {self.eval_steps} evaluates fewer inner steps than training "
+                f"takes; expected at least inner_steps ({self.inner_steps}), whose return picks "
+                f"best.pt"
             )
         if self.learn_inner_lr and self.outer == "reptile":
             raise ValueError(

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--adapt-steps",
         type=_non_negative_int(100),
-        help="MAML inner steps to evaluate, 0..K (default: 3); ignored by RL²",
+        help="MAML inner steps to evaluate, 0..K (default: the run's maml.eval_steps, else 3); "
+        "ignored by RL²",
     )
     evaluate.add_argument(
         "--actions",
