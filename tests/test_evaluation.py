@@ -19,6 +19,7 @@ from rlmeta.run.evaluation import (
     Summary,
     evaluate,
     evaluation_specs,
+    format_mean_ci,
     format_table,
     mean_ci95,
     read_csv,
@@ -223,8 +224,6 @@ def test_baseline_is_the_runs_initial_weights(tmp_path: Path) -> None:
 
 
 def test_a_single_value_is_shown_without_an_interval() -> None:
-    from rlmeta.run.evaluation import format_mean_ci
-
     assert format_mean_ci(*mean_ci95([0.4])) == "0.400 (one value, no interval)"
     assert format_mean_ci(*mean_ci95([0.0, 1.0])).startswith("0.500 ± ")
     table = format_table([Summary("meta-learned", "success/step_0", 0.25, math.nan, 1)])
