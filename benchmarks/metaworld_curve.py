@@ -1,6 +1,7 @@
 """A Meta-World run's learning curve: meta-train and meta-test success against env steps.
 
     python -m benchmarks.metaworld_curve RUN_DIR --stem NAME [--window 10] [--out DIR]
+        [--plot] [--reference "LABEL=VALUE" ...] [--title TEXT]
 
 Reads the run's `metrics.jsonl`: meta-train success is logged every iteration (MAML
 `success/step_k`, the fraction of a task's episodes sampled after k inner steps that
@@ -9,7 +10,9 @@ succeeds), and
 meta-test success wherever the run evaluated its held-out split while training (`eval_every`,
 the same keys under `eval/`). Writes `<out>/<NAME>_curve.json` (those columns per iteration,
 with env steps and wall time) and prints a markdown table: meta-train success by window of
-`--window` iterations (mean over the window) beside each held-out evaluation in it.
+`--window` iterations (mean over the window) beside each held-out evaluation in it. With
+`--plot`, also `<out>/<NAME>_curve.png`: both successes against env steps, meta-train as a
+running mean over the window, with each `--reference` (e.g. a paper's figure) as a dashed line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rlmeta.metrics import METRICS_FILE, read_metrics
 
@@ -63,6 +68,60 @@ def markdown(rows: list[dict[str, Any]], window: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and the up to `window - 1` before it."""
+    sums = np.convolve(values, np.ones(window), "full")[:len(values)]
+    return sums / np.minimum(np.arange(1, len(values) + 1), window)
+
+
+def plot(path: Path, rows: list[dict[str, Any]], window: int,
+         references: list[tuple[str, float]], title: str) -> None:
+    """Meta-train success (mean over a row's steps or episodes, running mean over `window`) and
+    meta-test success at each held-out evaluation, against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(row["env_steps"], summary[2]) for row in rows
+             if (summary := success_summary(row)) is not None]
+    test = [(row["env_steps"], summary[2]) for row in rows
+            if (summary := success_summary(row, "eval/")) is not None]
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    if train:
+        steps, values = (np.array(column, dtype=float) for column in zip(*train, strict=True))
+        axis.plot(steps / 1e6, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+        axis.plot(steps / 1e6, running_mean(values, window), color="tab:blue",
+                  label=f"meta-train (running mean of {window})")
+    if test:
+        steps, values = (np.array(column, dtype=float) for column in zip(*test, strict=True))
+        axis.plot(steps / 1e6, values, color="tab:orange", marker="o", label="meta-test")
+    for (label, value), color in zip(references, ("tab:blue", "tab:orange", "gray", "black"),
+                                     strict=False):
+        axis.axhline(value, linestyle="--", linewidth=1, color=color, label=label)
+    axis.set_xlabel("env steps (millions)")
+    axis.set_ylabel("success rate (mean over steps or episodes)")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _reference(text: str) -> tuple[str, float]:
+    label, sep, value = text.rpartition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not sep or not label or not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"expected LABEL=VALUE with VALUE a success rate in "
+                                         f"[0, 1], got {text!r}")
+    return label, number
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metaworld_curve",
                                      description=__doc__.splitlines()[0])
@@ -70,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stem", required=True, help="output name, e.g. metaworld_ml10_rl2")
     parser.add_argument("--window", type=int, default=10, help="iterations per table row")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--plot", action="store_true", help="also write <stem>_curve.png")
+    parser.add_argument("--reference", type=_reference, action="append", default=[],
+                        metavar="LABEL=VALUE",
+                        help="a dashed line on the plot, e.g. 'paper meta-test=0.316'")
+    parser.add_argument("--title", help="the plot's title (default: the stem)")
     args = parser.parse_args(argv)
     metrics = args.run_dir / METRICS_FILE
     if args.window < 1 or not metrics.is_file():
@@ -77,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = curve_rows(read_metrics(metrics))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.stem}_curve.json").write_text(json.dumps(rows, indent=0) + "\n")
+    if args.plot:
+        plot(args.out / f"{args.stem}_curve.png", rows, args.window, args.reference,
+             args.title or args.stem)
     print(markdown(rows, args.window), end="")
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.metaworld_curve import main, markdown, success_summary
+import numpy as np
+import pytest
+
+from benchmarks.metaworld_curve import main, markdown, running_mean, success_summary
 
 
 def rows() -> list[dict]:
@@ -44,3 +47,27 @@ def test_main_writes_the_curve_without_unrelated_columns(tmp_path: Path, capsys)
     assert [row["iteration"] for row in curve] == [0, 1, 2, 3]
     assert "kl" not in curve[0] and curve[1]["eval/success/episode_1"] == 0.7
     assert "| 0–3 | 0.2M |" in capsys.readouterr().out
+
+
+def test_running_mean_covers_the_window_before_each_value() -> None:
+    assert np.allclose(running_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
+    assert np.allclose(running_mean(np.array([2.0, 4.0]), 5), [2.0, 3.0])
+
+
+def test_plot_writes_a_png_with_the_reference_lines(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows()))
+    main([str(run), "--stem", "mw", "--window", "2", "--out", str(tmp_path),
+          "--plot", "--reference", "paper meta-test=0.358"])
+    assert (tmp_path / "mw_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_reference_outside_zero_to_one_is_refused(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps(rows()[0]) + "\n")
+    with pytest.raises(SystemExit):
+        main([str(run), "--stem", "mw", "--out", str(tmp_path), "--reference", "paper=35.8"])
+    assert "expected LABEL=VALUE with VALUE a success rate in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "mw_curve.json").exists()
