@@ -10,6 +10,10 @@ goals per task, 500 steps per episode (its evaluation docs and `metalearning_eva
 defaults). Each evaluation is one call with `num_evals=1`: the envs keep their state between
 calls, so N calls are one call with `num_evals=N`, and each call's success is one repeat.
 
+`vector_strategy` "async" steps each env in its own process (gymnasium's `AsyncVectorEnv`, as
+Meta-World offers), so the protocol uses every core; each env holds its own seeded state either
+way, so both strategies give the same figures.
+
 The envs are seeded with the adapter's `benchmark_seed`: Meta-World's seed also draws the
 benchmark's goals, so the official splits then hold exactly the goals the adapter's splits
 hold (meta-train: the goals trained on; meta-test: the held-out ones).
@@ -26,6 +30,7 @@ import gymnasium as gym
 DEFAULTS = {"num_evals": 10, "adaptation_steps": 1, "adaptation_episodes": 10,
             "evaluation_episodes": 3}
 META_BATCH = 20  # Meta-World's suggested meta batch size for evaluation
+VECTOR_STRATEGIES = ("sync", "async")  # Meta-World's make_vec options
 TEST_GOALS = 40  # Meta-World's test goals per task (its evaluation docs); train: all 50
 TRAIN_GOALS = 50  # every goal Meta-World draws per task
 EPISODE_STEPS = 500  # Meta-World's max_path_length, the official envs' time limit
@@ -54,9 +59,11 @@ def make_official_envs(
     seed: int,
     meta_batch_size: int | None = None,
     max_episode_steps: int | None = None,
+    vector_strategy: str = "sync",
 ) -> gym.vector.VectorEnv:
     """The official vector env of a benchmark split (`Meta-World/<benchmark>-<split>`), the
-    envs spread over the split's classes as `make_ml_envs` does."""
+    envs spread over the split's classes as `make_ml_envs` does, stepped in this process
+    (`vector_strategy` "sync") or one process per env ("async")."""
     import metaworld  # noqa: F401  (registers the Meta-World/* ids)
     from metaworld import env_dict
 
@@ -73,7 +80,11 @@ def make_official_envs(
         raise ValueError(f"{env_id}: meta_batch_size {size} does not fit its {classes} env "
                          f"classes of {goals} goals; expected {classes} x k envs with k "
                          f"dividing {goals}")
-    kwargs: dict[str, Any] = {"seed": seed, "meta_batch_size": size, "vector_strategy": "sync"}
+    if vector_strategy not in VECTOR_STRATEGIES:
+        raise ValueError(f"vector_strategy must be one of {', '.join(VECTOR_STRATEGIES)}, got "
+                         f"{vector_strategy!r}")
+    kwargs: dict[str, Any] = {"seed": seed, "meta_batch_size": size,
+                              "vector_strategy": vector_strategy}
     if benchmark == "ML1":
         kwargs["env_name"] = env_name
     if split == "test":
@@ -92,6 +103,7 @@ def evaluate_protocol(
     evaluation_episodes: int = DEFAULTS["evaluation_episodes"],
     meta_batch_size: int | None = None,
     max_episode_steps: int | None = None,
+    vector_strategy: str = "sync",
 ) -> dict[str, Any]:
     """Meta-World's protocol on each official split of the benchmark `env_kwargs` (the
     adapter's) names. `make_agent(envs)` returns a `MetaLearningAgent` for `envs` and the vector
@@ -112,12 +124,13 @@ def evaluate_protocol(
     report: dict[str, Any] = {
         "protocol": "metaworld.evaluation.metalearning_evaluation",
         "benchmark": benchmark, "env_name": env_name, "seed": seed,
-        "settings": {**settings, "max_episode_steps": max_episode_steps or EPISODE_STEPS},
+        "settings": {**settings, "max_episode_steps": max_episode_steps or EPISODE_STEPS,
+                     "vector_strategy": vector_strategy},
         "splits": {},
     }
     for split in official_splits(benchmark):
         envs = make_official_envs(benchmark, env_name, split, seed, meta_batch_size,
-                                  max_episode_steps)
+                                  max_episode_steps, vector_strategy)
         try:
             agent, agent_envs = make_agent(envs)
             repeats = []

@@ -164,6 +164,25 @@ def test_random_policy_scores_low_through_the_protocol(official: Any) -> None:
     assert success == 0.0 and per_task == {"reach-v3": 0.0}
 
 
+def test_async_envs_give_the_figures_of_sync_ones() -> None:
+    # Random policies (seeded per env) read nothing from the env objects, which live in other
+    # processes under "async"; equal returns mean every episode played out the same.
+    def random_agent(envs: Any) -> tuple[PolicyAgent, AgentFeedback]:
+        agent = PolicyAgent([ScriptedPolicy(None, np.random.default_rng(i))
+                             for i in range(envs.num_envs)])
+        return agent, AgentFeedback(envs, agent)
+
+    kwargs = {"benchmark": "ML1", "env_name": "reach-v3"}
+    settings = {**TINY, "num_evals": 2, "max_episode_steps": 20}
+    sync = evaluate_protocol(random_agent, kwargs, **settings)
+    parallel = evaluate_protocol(random_agent, kwargs, **settings, vector_strategy="async")
+    assert parallel["settings"].pop("vector_strategy") == "async"
+    assert sync["settings"].pop("vector_strategy") == "sync"
+    assert parallel == sync
+    returns = [r["return"] for r in sync["splits"]["test"]["repeats"]]
+    assert returns[0] != returns[1]  # two goal batches, not one repeated
+
+
 class RecordingPolicy(ScriptedPolicy):
     """Adapts by a step on recorded episodes (as MAML does), counting them."""
 
@@ -261,6 +280,8 @@ def test_cli_protocol_options_are_the_protocols_settings() -> None:
     args = build_parser().parse_args(["evaluate", "run", "--protocol-evals", "0",
                                       "--protocol-actions", "sample"])
     assert _protocol_settings(args) == {"num_evals": 0, "eval_actions": "sample"}
+    args = build_parser().parse_args(["evaluate", "run", "--protocol-vector", "async"])
+    assert _protocol_settings(args) == {"vector_strategy": "async"}
 
 
 def test_the_env_declares_its_protocol_and_the_default_meta_batch_fits_each_split() -> None:
@@ -272,3 +293,5 @@ def test_the_env_declares_its_protocol_and_the_default_meta_batch_fits_each_spli
         make_official_envs("ML1", "reach-v3", "test", seed=0, meta_batch_size=3)
     with pytest.raises(ValueError, match="Meta-World has no 'Meta-World/ML2-test'"):
         make_official_envs("ML2", None, "test", seed=0)
+    with pytest.raises(ValueError, match="vector_strategy must be one of sync, async"):
+        make_official_envs("ML1", "reach-v3", "test", seed=0, vector_strategy="threads")

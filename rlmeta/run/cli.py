@@ -401,6 +401,11 @@ def _add_protocol_options(parser: argparse.ArgumentParser) -> None:
         help="how the adapted policy acts while evaluated: its most probable action (mode, "
         "as Meta-World's docs advise) or sampled (default: mode)",
     )
+    group.add_argument(
+        "--protocol-vector", choices=("sync", "async"),
+        help="step the official envs in this process (sync) or one process per env (async: "
+        "every core works; the same figures) (default: sync)",
+    )
 
 
 _PROTOCOL_OPTIONS = {
@@ -411,6 +416,7 @@ _PROTOCOL_OPTIONS = {
     "protocol_meta_batch_size": "meta_batch_size",
     "protocol_max_episode_steps": "max_episode_steps",
     "protocol_actions": "eval_actions",
+    "protocol_vector": "vector_strategy",
 }
 
 
