@@ -92,10 +92,11 @@ def plot(path: Path, rows: list[dict[str, Any]], window: int,
         steps, values = (np.array(column, dtype=float) for column in zip(*train, strict=True))
         axis.plot(steps / 1e6, values, color="tab:blue", alpha=0.25, linewidth=0.8)
         axis.plot(steps / 1e6, running_mean(values, window), color="tab:blue",
-                  label=f"meta-train (running mean of {window})")
+                  label=f"meta-train (running mean of {window} iterations)")
     if test:
         steps, values = (np.array(column, dtype=float) for column in zip(*test, strict=True))
-        axis.plot(steps / 1e6, values, color="tab:orange", marker="o", label="meta-test")
+        axis.plot(steps / 1e6, values, color="tab:orange", marker="o",
+                  label="meta-test (held-out evaluations during training)")
     for (label, value), color in zip(references, ("tab:blue", "tab:orange", "gray", "black"),
                                      strict=False):
         axis.axhline(value, linestyle="--", linewidth=1, color=color, label=label)
