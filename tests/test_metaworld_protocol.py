@@ -178,9 +178,13 @@ def test_async_envs_give_the_figures_of_sync_ones() -> None:
     parallel = evaluate_protocol(random_agent, kwargs, **settings, vector_strategy="async")
     assert parallel["settings"].pop("vector_strategy") == "async"
     assert sync["settings"].pop("vector_strategy") == "sync"
-    assert parallel == sync
-    returns = [r["return"] for r in sync["splits"]["test"]["repeats"]]
-    assert returns[0] != returns[1]  # two goal batches, not one repeated
+    assert parallel["settings"] == sync["settings"]
+    # Successes are equal; a mean return may differ in the last bits (the order it is summed).
+    ours, theirs = (run["splits"]["test"]["repeats"] for run in (parallel, sync))
+    outcomes = [[(r["success"], r["tasks"]) for r in repeats] for repeats in (ours, theirs)]
+    assert outcomes[0] == outcomes[1]
+    assert [r["return"] for r in ours] == pytest.approx([r["return"] for r in theirs], rel=1e-9)
+    assert theirs[0]["return"] != theirs[1]["return"]  # two goal batches, not one repeated
 
 
 class RecordingPolicy(ScriptedPolicy):
