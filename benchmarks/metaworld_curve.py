@@ -74,6 +74,18 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return sums / np.minimum(np.arange(1, len(values) + 1), window)
 
 
+def _mean_success_series(
+    rows: list[dict[str, Any]], prefix: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps (millions) and mean success of the rows that log success under `prefix`."""
+    points = [(row["env_steps"] / 1e6, summary[2]) for row in rows
+              if (summary := success_summary(row, prefix)) is not None]
+    if not points:
+        return np.array([]), np.array([])
+    steps, values = zip(*points, strict=True)
+    return np.array(steps, dtype=float), np.array(values, dtype=float)
+
+
 def plot(path: Path, rows: list[dict[str, Any]], window: int,
          references: list[tuple[str, float]], title: str) -> None:
     """Meta-train success (mean over a row's steps or episodes, running mean over `window`) and
@@ -83,19 +95,15 @@ def plot(path: Path, rows: list[dict[str, Any]], window: int,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [(row["env_steps"], summary[2]) for row in rows
-             if (summary := success_summary(row)) is not None]
-    test = [(row["env_steps"], summary[2]) for row in rows
-            if (summary := success_summary(row, "eval/")) is not None]
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    if train:
-        steps, values = (np.array(column, dtype=float) for column in zip(*train, strict=True))
-        axis.plot(steps / 1e6, values, color="tab:blue", alpha=0.25, linewidth=0.8)
-        axis.plot(steps / 1e6, running_mean(values, window), color="tab:blue",
+    steps, values = _mean_success_series(rows)
+    if len(values):
+        axis.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+        axis.plot(steps, running_mean(values, window), color="tab:blue",
                   label=f"meta-train (running mean of {window} iterations)")
-    if test:
-        steps, values = (np.array(column, dtype=float) for column in zip(*test, strict=True))
-        axis.plot(steps / 1e6, values, color="tab:orange", marker="o",
+    steps, values = _mean_success_series(rows, "eval/")
+    if len(values):
+        axis.plot(steps, values, color="tab:orange", marker="o",
                   label="meta-test (held-out evaluations during training)")
     for (label, value), color in zip(references, ("tab:blue", "tab:orange", "gray", "black"),
                                      strict=False):

@@ -12,7 +12,7 @@ calls, so N calls are one call with `num_evals=N`, and each call's success is on
 
 `vector_strategy` "async" steps each env in its own process (gymnasium's `AsyncVectorEnv`, as
 Meta-World offers), so the protocol uses every core; each env holds its own seeded state either
-way, so both strategies give the same figures.
+way, so both strategies give the same successes (mean returns equal to rounding).
 
 The envs are seeded with the adapter's `benchmark_seed`: Meta-World's seed also draws the
 benchmark's goals, so the official splits then hold exactly the goals the adapter's splits
